@@ -1,0 +1,23 @@
+"""User-facing errors: each carries a one-line message the CLI prints without a traceback."""
+
+from __future__ import annotations
+
+
+class TumorsimError(Exception):
+    """Base of every error caused by what the user asked for (config, files, device)."""
+
+
+class ConfigError(TumorsimError):
+    """The config is malformed, names something unknown, or holds a value out of range."""
+
+
+class ExpressionError(ConfigError):
+    """An expression in the config is malformed or uses something outside the whitelist."""
+
+
+class BackendError(TumorsimError):
+    """The requested backend cannot run here (e.g. `gpu` without a CUDA device)."""
+
+
+class SimulationError(TumorsimError):
+    """The run itself failed (blow-up, unwritable output)."""
