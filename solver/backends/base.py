@@ -1,0 +1,84 @@
+"""What every backend offers the integrators: arrays, a stepper factory, reductions.
+
+Public API:
+    Backend               base class (numpy and cupy backends derive from it)
+    FieldStats            per-species totals, minima, maxima and a finiteness flag
+    ExplicitStepper       protocol: step(u, u_new, maps, t, dt) -> None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from solver.grid import Grid
+from solver.model import Model
+
+
+class ExplicitStepper(Protocol):
+    """One forward-Euler step of all species: reads u (time t), writes u_new (t + dt)."""
+
+    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class FieldStats:
+    """Host copies of per-species reductions, computed on the device."""
+
+    total: np.ndarray  # sum over cells (float64), times the cell volume
+    minimum: np.ndarray
+    maximum: np.ndarray
+    finite: np.ndarray  # bool per species: no NaN or Inf anywhere
+
+
+class Backend:
+    """Array module plus kernels for one kind of device."""
+
+    name: str = "base"
+    xp: Any = np
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def to_device(self, array: np.ndarray) -> Any:
+        return self.xp.asarray(array)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.asarray(array)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on the CPU)."""
+
+    def make_explicit_stepper(self, model: Model, grid: Grid, dtype: np.dtype) -> ExplicitStepper:
+        raise NotImplementedError
+
+    def field_stats(self, u: Any, cell_volume: float) -> FieldStats:
+        """Totals, minima, maxima and finiteness per species, reduced on the device.
+
+        The one host transfer is four short arrays; call it every K steps, not every step.
+        """
+        xp = self.xp
+        flat = u.reshape(u.shape[0], -1)
+        stats = xp.stack(
+            [
+                flat.sum(axis=1, dtype=xp.float64) * cell_volume,
+                flat.min(axis=1).astype(xp.float64),
+                flat.max(axis=1).astype(xp.float64),
+                xp.isfinite(flat).all(axis=1).astype(xp.float64),
+            ]
+        )
+        host = self.to_host(stats)
+        return FieldStats(host[0], host[1], host[2], host[3].astype(bool))
+
+    def first_bad_cell(self, u_species: Any, nonnegative: bool, tolerance: float) -> tuple[int, ...] | None:
+        """Index (i, j, k) of the first non-finite (or too negative) cell of one species."""
+        xp = self.xp
+        bad = ~xp.isfinite(u_species)
+        if nonnegative:
+            bad |= u_species < -tolerance
+        flat = int(xp.argmax(bad.ravel()))
+        if not bool(bad.ravel()[flat]):
+            return None
+        return tuple(int(v) for v in np.unravel_index(flat, u_species.shape))

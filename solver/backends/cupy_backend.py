@@ -1,0 +1,105 @@
+"""CuPy backend: the fused explicit-step kernel generated per model, on a CUDA device.
+
+Public API:
+    CupyBackend            raises BackendError when CuPy or a device is missing
+    CupyExplicitStepper(model, grid, dtype)
+
+Kernels are compiled once per (source, device) with cupy.RawModule (CuPy also keeps
+its own on-disk cache), never per step. Every launch goes through one function that
+casts scalars to the kernel's C types and checks array dtype, shape and contiguity:
+CuPy would otherwise pass Python floats as double without complaint.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from solver.backends.base import Backend
+from solver.backends.cuda_codegen import explicit_step_source
+from solver.errors import BackendError
+from solver.grid import Grid
+from solver.model import Model
+
+log = logging.getLogger(__name__)
+BLOCK_SIZE = 256
+
+
+def import_cupy() -> Any:
+    """CuPy with at least one usable CUDA device, or BackendError saying why not."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        raise BackendError(f"backend 'gpu' needs CuPy (pip install 'tumorsim[gpu]'): {exc}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError: no driver, insufficient driver...
+        raise BackendError(f"backend 'gpu': no usable CUDA device ({exc})") from None
+    if count < 1:
+        raise BackendError("backend 'gpu': CuPy found no CUDA device")
+    return cupy
+
+
+_module_cache: dict[tuple[str, int], Any] = {}
+
+
+def compiled_function(source: str, name: str) -> Any:
+    """Kernel `name` from `source`, compiled once per (source, current device)."""
+    import cupy
+
+    key = (source, cupy.cuda.runtime.getDevice())
+    module = _module_cache.get(key)
+    if module is None:
+        module = cupy.RawModule(code=source, options=("-std=c++17",))
+        _module_cache[key] = module
+    return module.get_function(name)
+
+
+class CupyExplicitStepper:
+    """Launches the fused explicit step: one thread per cell, all species in one launch."""
+
+    def __init__(self, model: Model, grid: Grid, dtype: np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.shape = (len(model.species),) + grid.shape
+        self.maps_shape = (max(len(model.maps), 1),) + grid.shape
+        self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE)
+        self.kernel = compiled_function(self.source, "explicit_step")
+        self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
+
+    def _check(self, name: str, array: Any, shape: tuple[int, ...]) -> None:
+        if array.dtype != self.dtype or tuple(array.shape) != shape or not array.flags.c_contiguous:
+            raise TypeError(
+                f"explicit_step: {name} must be a C-contiguous {self.dtype} array of shape {shape}, "
+                f"got {array.dtype} {tuple(array.shape)}"
+            )
+
+    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float) -> None:
+        self._check("u", u, self.shape)
+        self._check("u_new", u_new, self.shape)
+        self._check("maps", maps, self.maps_shape)
+        cast = self.dtype.type
+        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, cast(t), cast(dt)))
+
+
+class CupyBackend(Backend):
+    """Runs on the current CUDA device through CuPy."""
+
+    name = "cupy"
+
+    def __init__(self) -> None:
+        cupy = import_cupy()
+        self.xp = cupy
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        super().__init__(device=f"GPU: {name}")
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return self.xp.asnumpy(array)
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def make_explicit_stepper(self, model: Model, grid: Grid, dtype: np.dtype) -> CupyExplicitStepper:
+        return CupyExplicitStepper(model, grid, dtype)

@@ -1,0 +1,158 @@
+"""NumPy backend: the explicit step evaluated with array slices on the CPU.
+
+Public API:
+    NumpyBackend
+    NumpyExplicitStepper(model, grid, dtype)
+
+Same discretisation, term by term and in the same order of operations, as the
+CUDA kernel generated in solver/backends/cuda_codegen.py, so the two agree to
+round-off. Each species is copied once per step into a preallocated buffer with
+one ghost layer (solver/grid.py gives the ghost rules); reactions are evaluated
+from the same sympy expressions, lambdified with common subexpressions shared.
+"""
+
+from __future__ import annotations
+
+import platform
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from solver.backends.base import Backend
+from solver.grid import Grid
+from solver.model import COORDS, TIME, Model
+
+_CENTRE = (slice(1, -1),) * 3
+
+
+def _shifted(axis: int, offset: int) -> tuple[slice, ...]:
+    """Slice of a ghost-padded array giving the neighbour at `offset` (-1 or +1) on `axis`."""
+    s = [slice(1, -1)] * 3
+    s[axis] = slice(1 + offset, None if offset == 1 else -1 + offset)
+    return tuple(s)
+
+
+def _face_slice(axis: int, index: int) -> tuple[Any, ...]:
+    s: list[Any] = [slice(1, -1)] * 3
+    s[axis] = index
+    return tuple(s)
+
+
+class NumpyExplicitStepper:
+    """Forward-Euler step of all species with NumPy (see module docstring)."""
+
+    def __init__(self, model: Model, grid: Grid, dtype: np.dtype) -> None:
+        self.model = model
+        self.grid = grid
+        self.dtype = np.dtype(dtype)
+        need = [s.diffusion > 0 or s.chemotaxis is not None for s in model.species]
+        for s in model.species:
+            if s.chemotaxis is not None:
+                need[s.chemotaxis.signal] = True
+        padded_shape = tuple(n + 2 for n in grid.shape)
+        self.padded = {i: np.empty(padded_shape, dtype=self.dtype) for i, n in enumerate(need) if n}
+        cast = self.dtype.type
+        self.inv_h = [cast(1.0 / h) for h in grid.spacing]
+        self.inv_h2 = [cast(1.0 / (h * h)) for h in grid.spacing]
+        # Cell centres computed in `dtype` as the kernel does: ((real)i + 0.5) * h.
+        self.coords = [
+            ((np.arange(n, dtype=self.dtype) + cast(0.5)) * cast(h)).reshape([n if a == b else 1 for b in range(3)])
+            for a, (n, h) in enumerate(zip(grid.shape, grid.spacing))
+        ]
+        self.args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
+        self.args += [TIME, *COORDS]
+        self.reactions = sp.lambdify(self.args, [s.reaction for s in model.species], modules="numpy", cse=True)
+
+    def fill_ghosts(self, s: int, field: np.ndarray) -> np.ndarray:
+        """Copy species s into its padded buffer and set the six ghost faces."""
+        p = self.padded[s]
+        p[_CENTRE] = field
+        bc = self.model.species[s].boundary
+        for axis in range(3):
+            n = self.grid.shape[axis]
+            for side, ghost, edge, wrap in ((0, 0, 1, n), (1, n + 1, n, 1)):
+                face = bc.face(axis, side)
+                if face.kind == "periodic":
+                    p[_face_slice(axis, ghost)] = p[_face_slice(axis, wrap)]
+                elif face.kind == "value":
+                    p[_face_slice(axis, ghost)] = self.dtype.type(2.0 * face.value) - p[_face_slice(axis, edge)]
+                else:
+                    p[_face_slice(axis, ghost)] = p[_face_slice(axis, edge)]
+        return p
+
+    def step(self, u: np.ndarray, u_new: np.ndarray, maps: np.ndarray, t: float, dt: float) -> None:
+        cast = self.dtype.type
+        t, dt = cast(t), cast(dt)
+        padded = {s: self.fill_ghosts(s, u[s]) for s in self.padded}
+        rates = self.reactions(*u, *maps[: len(self.model.maps)], t, *self.coords)
+        for s, species in enumerate(self.model.species):
+            c = u[s]
+            total = None
+            if species.diffusion > 0:
+                p = padded[s]
+                lap = sum(
+                    ((p[_shifted(a, -1)] + p[_shifted(a, 1)]) - cast(2) * c) * self.inv_h2[a]
+                    for a in range(3)
+                )
+                total = cast(species.diffusion) * lap
+            if species.chemotaxis is not None:
+                chemo = self.chemotaxis(s, c, padded)
+                total = chemo if total is None else total + chemo
+            rate = rates[s]
+            if not (np.isscalar(rate) and rate == 0):
+                total = rate if total is None else total + rate
+            if total is None:
+                u_new[s] = c
+            else:
+                np.add(c, dt * total, out=u_new[s], casting="same_kind")
+
+    def chemotaxis(self, s: int, c: np.ndarray, padded: dict[int, np.ndarray]) -> np.ndarray:
+        """-div(chi u grad signal) with first-order upwind fluxes; zero flux through no-flux faces."""
+        species = self.model.species[s]
+        cast = self.dtype.type
+        chi, zero = cast(species.chemotaxis.sensitivity), cast(0)
+        sig = species.chemotaxis.signal
+        ps, pu = padded[sig], padded[s]
+        sc = ps[_CENTRE]
+        div = None
+        for a in range(3):
+            inv_h = self.inv_h[a]
+            vp = chi * ((ps[_shifted(a, 1)] - sc) * inv_h)
+            vm = chi * ((sc - ps[_shifted(a, -1)]) * inv_h)
+            fp = np.where(vp > zero, vp * c, vp * pu[_shifted(a, 1)])
+            fm = np.where(vm > zero, vm * pu[_shifted(a, -1)], vm * c)
+            if species.boundary.face(a, 1).kind == "no-flux":
+                fp[tuple(-1 if b == a else slice(None) for b in range(3))] = zero
+            if species.boundary.face(a, 0).kind == "no-flux":
+                fm[tuple(0 if b == a else slice(None) for b in range(3))] = zero
+            term = (fp - fm) * inv_h
+            div = term if div is None else div + term
+        return -div
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (falls back to platform.processor())."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class NumpyBackend(Backend):
+    """Runs on the CPU with NumPy."""
+
+    name = "numpy"
+    xp = np
+
+    def __init__(self) -> None:
+        super().__init__(device=f"CPU: {cpu_name()}")
+
+    def make_explicit_stepper(self, model: Model, grid: Grid, dtype: np.dtype) -> NumpyExplicitStepper:
+        return NumpyExplicitStepper(model, grid, dtype)

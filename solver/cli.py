@@ -1,0 +1,102 @@
+"""Command line: `tumorsim run`, `tumorsim validate` (also `python -m solver`).
+
+Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
+with exit status 2 (bad config or arguments) or 1 (the run failed); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from solver import __version__
+from solver.errors import ConfigError, TumorsimError
+
+log = logging.getLogger("solver")
+DEFAULT_CONFIG = "quickstart"
+
+
+def _load(path: str | None, backend: str | None, precision: str | None):
+    from solver.config import builtin_config_path, load_config
+
+    config = load_config(path if path else builtin_config_path(DEFAULT_CONFIG))
+    changes = {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
+    return config.replace(**changes) if changes else config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from solver.simulation import Simulation
+
+    config = _load(args.config, None, None)
+    sim = Simulation(config)
+    plan = sim.plan
+    print(f"{args.config}: valid")
+    print(f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}")
+    print(f"  dt = {plan.dt:.6g} (stability bound {plan.dt_bound:.6g}, set by {plan.limited_by})")
+    print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from solver.simulation import Simulation
+
+    config = _load(args.config, args.backend, args.precision)
+    sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
+    print(f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
+          f"dt {sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}")
+    summary = sim.run()
+    print(f"done: {summary.steps} steps in {summary.wall_seconds:.2f} s on {summary.device} ({summary.backend})")
+    width = max(len(n) for n in summary.final_totals)
+    print(f"  {'species':<{width}}  {'total':>12}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}")
+    for n, total in summary.final_totals.items():
+        print(f"  {n:<{width}}  {total:12.5g}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}")
+    print(f"files: {summary.run_file}")
+    print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tumorsim", description="3D reaction-diffusion for chemoimmunotherapy")
+    parser.add_argument("--version", action="version", version=f"tumorsim {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and choices")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a config (the built-in quickstart when none is given)")
+    run.add_argument("config", nargs="?", help="YAML config; default: the built-in quickstart")
+    run.add_argument("--out", help="output folder (default: output.dir of the config, else outputs/NAME)")
+    run.add_argument("--backend", choices=("auto", "gpu", "cpu"), help="override the config's backend")
+    run.add_argument("--precision", choices=("float32", "float64"), help="override the config's precision")
+    run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a config without running it")
+    validate.add_argument("config", help="YAML config")
+    validate.set_defaults(func=cmd_validate)
+    return parser
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"tumorsim: error: {exc}", file=sys.stderr)
+        return 2
+    except TumorsimError as exc:
+        print(f"tumorsim: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tumorsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

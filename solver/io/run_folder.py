@@ -1,0 +1,36 @@
+"""The output folder of a run: created if missing, never silently overwritten.
+
+Public API:
+    prepare_run_folder(path, overwrite) -> Path
+    RUN_FILE: the name of the HDF5 file inside the folder
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from solver.errors import SimulationError
+
+RUN_FILE = "run.h5"
+RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml")
+
+
+def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:
+    """Create the folder (and parents); refuse one that already holds a run unless overwrite."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise SimulationError(f"output path {str(folder)!r} exists and is not a folder")
+    existing = [name for name in RUN_PRODUCTS if (folder / name).exists()]
+    if existing and not overwrite:
+        raise SimulationError(
+            f"output folder {str(folder)!r} already holds a run ({existing[0]}); "
+            "pass --overwrite to replace it or --out to choose another folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimulationError(f"cannot create output folder {str(folder)!r}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise SimulationError(f"output folder {str(folder)!r} is not writable")
+    return folder

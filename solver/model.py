@@ -1,0 +1,209 @@
+"""The model in symbolic form: species, parameters, static maps and reaction terms.
+
+Public API:
+    build_model(config) -> Model
+    Model, Species, Chemotaxis
+    Model.initial_fields(grid, dtype) -> np.ndarray (n_species, nx, ny, nz)
+    Model.static_maps(grid, dtype)    -> np.ndarray (n_maps, nx, ny, nz)
+
+Each species u_i obeys
+
+    du_i/dt = D_i lap(u_i) - div(chi_i u_i grad s_i) + R_i(u, maps, t, x, y, z)
+
+Parameters are numbers substituted into the expressions here, so every backend
+receives one sympy expression per species with only species, maps, t and x, y, z
+left as symbols. The CUDA code and the NumPy evaluation are both generated from
+that one expression, so the two backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from solver.config import FileSource, RunConfig
+from solver.errors import ConfigError
+from solver.expressions import parse_expression
+from solver.grid import AXES, BoundaryConditions, Grid
+from solver.vasculature import load_map
+
+log = logging.getLogger(__name__)
+
+TIME = sp.Symbol("t", real=True)
+COORDS = tuple(sp.Symbol(a, real=True) for a in AXES)
+
+
+@dataclass(frozen=True)
+class Chemotaxis:
+    """Flux chi * u * grad(s) of this species up the gradient of species `signal`."""
+
+    signal: int
+    sensitivity: float
+
+
+@dataclass(frozen=True)
+class Species:
+    """One field: constant diffusion, a reaction expression, boundary and initial data."""
+
+    name: str
+    diffusion: float
+    reaction: sp.Expr
+    boundary: BoundaryConditions
+    initial: sp.Expr | FileSource
+    chemotaxis: Chemotaxis | None = None
+    nonnegative: bool = True
+
+    @property
+    def symbol(self) -> sp.Symbol:
+        return sp.Symbol(self.name, real=True)
+
+
+@dataclass(frozen=True)
+class Model:
+    """All species and static maps of a run, with parameters already substituted."""
+
+    species: tuple[Species, ...]
+    parameters: dict[str, float]
+    maps: dict[str, sp.Expr | FileSource] = field(default_factory=dict)
+    base_dir: Path = Path(".")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.species)
+
+    @property
+    def map_names(self) -> tuple[str, ...]:
+        return tuple(self.maps)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def reaction_jacobian_diagonal(self) -> list[sp.Expr]:
+        """dR_i/du_i for each species: the local linear rate that bounds an explicit dt."""
+        return [sp.diff(s.reaction, s.symbol) for s in self.species]
+
+    def initial_fields(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
+        """Initial values of every species, shape (n_species, nx, ny, nz)."""
+        out = np.empty((len(self.species),) + grid.shape, dtype=dtype)
+        maps = self.static_maps(grid, np.float64)
+        for i, s in enumerate(self.species):
+            out[i] = self._evaluate_static(s.initial, grid, maps, f"model.species.{s.name}.initial")
+        return out
+
+    def static_maps(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
+        """The static maps (e.g. vessel density w), shape (n_maps, nx, ny, nz)."""
+        out = np.empty((len(self.maps),) + grid.shape, dtype=dtype)
+        for i, (name, spec) in enumerate(self.maps.items()):
+            out[i] = self._evaluate_static(spec, grid, {}, f"model.maps.{name}")
+        return out
+
+    def _evaluate_static(
+        self, spec: sp.Expr | FileSource, grid: Grid, maps: np.ndarray | dict, where: str
+    ) -> np.ndarray:
+        if isinstance(spec, FileSource):
+            return load_array(self.base_dir, spec, grid.shape, where)
+        coords = grid.coordinates()
+        values = {str(c): coords[str(c)] for c in COORDS}
+        for i, name in enumerate(self.map_names if len(maps) else ()):
+            values[name] = maps[i]
+        symbols = sorted(spec.free_symbols, key=str)
+        fn = sp.lambdify(symbols, spec, modules="numpy")
+        result = np.broadcast_to(np.asarray(fn(*(values[str(s)] for s in symbols)), dtype=np.float64), grid.shape)
+        if not np.all(np.isfinite(result)):
+            raise ConfigError(f"{where}: the expression gives non-finite values on the grid")
+        return result
+
+
+def load_array(base_dir: Path, spec: FileSource, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """Read a (nx, ny, nz) array from .npy or .h5/.hdf5, with one-line errors naming `where`."""
+    path = Path(spec.file)
+    return load_map(path if path.is_absolute() else base_dir / path, shape, spec.dataset, what=where)
+
+
+def build_model(config: RunConfig) -> Model:
+    """Parse every expression of the config through the whitelist and resolve names.
+
+    Raises:
+        ConfigError: unknown names, malformed expressions, negative diffusion, a
+            chemotaxis signal that is not a species.
+    """
+    mc = config.model
+    params = {k: float(v) for k, v in mc.parameters.items()}
+    param_syms = {sp.Symbol(k, real=True): sp.Float(v) for k, v in params.items()}
+    species_names = list(mc.species)
+    map_names = list(mc.maps)
+    clash = set(species_names) & (set(params) | set(map_names)) | (set(params) & set(map_names))
+    if clash:
+        raise ConfigError(f"model: name {sorted(clash)[0]!r} is used twice (species, parameters and maps need distinct names)")
+
+    def constant(text: object, where: str) -> float:
+        expr = parse_expression(text, params, where).xreplace(param_syms)
+        try:
+            value = float(expr)
+        except TypeError:
+            raise ConfigError(f"{where}: must evaluate to a number, got {expr}") from None
+        if not np.isfinite(value):
+            raise ConfigError(f"{where}: evaluates to {value} (division by zero?)")
+        return value
+
+    static_names = [*params, *AXES]
+    maps: dict[str, sp.Expr | FileSource] = {}
+    for name, spec in mc.maps.items():
+        maps[name] = spec if isinstance(spec, FileSource) else parse_expression(
+            spec, static_names, f"model.maps.{name}"
+        ).xreplace(param_syms)
+
+    reaction_names = [*species_names, *params, *map_names, "t", *AXES]
+    species = []
+    for name, sc in mc.species.items():
+        where = f"model.species.{name}"
+        diffusion = constant(sc.diffusion, f"{where}.diffusion")
+        if diffusion < 0:
+            raise ConfigError(f"{where}.diffusion = {diffusion:g}; diffusion must be >= 0")
+        reaction = parse_expression(sc.reaction, reaction_names, f"{where}.reaction").xreplace(param_syms)
+        if reaction.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise ConfigError(f"{where}.reaction: evaluates to an infinite value (division by zero?)")
+        initial = sc.initial if isinstance(sc.initial, FileSource) else parse_expression(
+            sc.initial, [*static_names, *map_names], f"{where}.initial"
+        ).xreplace(param_syms)
+        chemo = None
+        if sc.chemotaxis is not None:
+            if sc.chemotaxis.signal not in species_names:
+                raise ConfigError(
+                    f"{where}.chemotaxis.signal: {sc.chemotaxis.signal!r} is not a species; species: {', '.join(species_names)}"
+                )
+            chemo = Chemotaxis(
+                signal=species_names.index(sc.chemotaxis.signal),
+                sensitivity=constant(sc.chemotaxis.sensitivity, f"{where}.chemotaxis.sensitivity"),
+            )
+        species.append(
+            Species(
+                name=name,
+                diffusion=diffusion,
+                reaction=reaction,
+                boundary=BoundaryConditions.from_config(sc.boundary),
+                initial=initial,
+                chemotaxis=chemo,
+                nonnegative=sc.nonnegative,
+            )
+        )
+    _check_periodic_consistency(species)
+    return Model(tuple(species), params, maps, config.base_dir)
+
+
+def _check_periodic_consistency(species: list[Species]) -> None:
+    """Chemotaxis reads the signal's neighbours with the moving species' topology."""
+    for s in species:
+        if s.chemotaxis is None:
+            continue
+        signal = species[s.chemotaxis.signal]
+        for axis in range(3):
+            if s.boundary.is_periodic(axis) != signal.boundary.is_periodic(axis):
+                raise ConfigError(
+                    f"model.species.{s.name}: chemotaxis toward {signal.name} needs both to be periodic "
+                    f"along {AXES[axis]}, or neither"
+                )

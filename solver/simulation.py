@@ -1,0 +1,174 @@
+"""A run from config to files: config -> model -> backend -> integrator -> writer.
+
+Public API:
+    Simulation(config, out_dir=None, overwrite=False)
+        .plan            dt, its bound and what sets it, step count, output times
+        .run() -> RunSummary
+    RunSummary           where the files are, and what happened
+    output_times(end, every) -> list[float]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time as wallclock
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from solver import __version__
+from solver.backends.registry import get_backend
+from solver.config import RunConfig
+from solver.grid import Grid
+from solver.integrators.explicit import ExplicitIntegrator, FieldState, choose_dt, explicit_stability_bound
+from solver.io.hdf5_writer import RunWriter
+from solver.io.run_folder import RUN_FILE, prepare_run_folder
+from solver.model import build_model
+
+log = logging.getLogger(__name__)
+
+
+def output_times(end: float, every: float) -> list[float]:
+    """0, every, 2 every, ... up to end, and end itself; each computed as k * every (no drift)."""
+    n = math.floor(end / every * (1 + 1e-12))
+    times = [k * every for k in range(n + 1)]
+    if abs(end - times[-1]) <= 1e-12 * max(1.0, end):
+        times[-1] = end
+    else:
+        times.append(end)
+    return times
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, known before it starts."""
+
+    dt: float
+    dt_bound: float
+    limited_by: str
+    snapshot_times: tuple[float, ...]
+    series_times: tuple[float, ...]
+    estimated_steps: int
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports."""
+
+    out_dir: Path
+    run_file: Path
+    backend: str
+    device: str
+    steps: int
+    dt: float
+    t_end: float
+    wall_seconds: float
+    final_totals: dict[str, float] = field(default_factory=dict)
+    final_min: dict[str, float] = field(default_factory=dict)
+    final_max: dict[str, float] = field(default_factory=dict)
+
+
+def _merge(a: list[float], b: list[float]) -> list[float]:
+    out: list[float] = []
+    for t in sorted(a + b):
+        if not out or t - out[-1] > 1e-12 * max(1.0, abs(t)):
+            out.append(t)
+    return out
+
+
+def _contains(times: list[float], t: float) -> bool:
+    return any(abs(t - s) <= 1e-12 * max(1.0, abs(t)) for s in times)
+
+
+class Simulation:
+    """Builds everything a run needs from a validated config; `run()` does the stepping."""
+
+    def __init__(self, config: RunConfig, out_dir: str | Path | None = None, overwrite: bool = False) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir or config.output.dir or Path("outputs") / config.name)
+        self.overwrite = overwrite
+        self.model = build_model(config)
+        self.grid = Grid(tuple(config.grid.shape), config.grid.spacing3, config.grid.length_unit)
+        self.dtype = np.dtype(config.precision)
+        self.u0 = self.model.initial_fields(self.grid, self.dtype)
+        self.maps = self.model.static_maps(self.grid, self.dtype)
+        self.plan = self._plan()
+
+    def _plan(self) -> RunPlan:
+        cfg = self.config
+        bound = explicit_stability_bound(self.model, self.grid, self.u0)
+        dt = choose_dt(cfg.time, bound)
+        end = cfg.time.end
+        snap_every = cfg.output.snapshot_every or end / 10
+        series_every = cfg.output.series_every or min(snap_every, end / 100)
+        snaps = output_times(end, snap_every)
+        series = output_times(end, series_every)
+        dt = min(dt, series_every)  # a step never jumps over an output time
+        return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), math.ceil(end / dt))
+
+    def run(self) -> RunSummary:
+        """Step to the end time, writing snapshots and time series; return a summary."""
+        cfg, plan, grid = self.config, self.plan, self.grid
+        folder = prepare_run_folder(self.out_dir, self.overwrite)
+        backend = get_backend(cfg.backend)
+        log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
+                 plan.dt, plan.dt_bound, plan.limited_by)
+        integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt, cfg.output.check_every)
+        xp = backend.xp
+        maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
+        u = backend.to_device(self.u0)
+        state = FieldState(u=u, u_new=xp.empty_like(u), maps=backend.to_device(maps))
+
+        resolved = cfg.model_dump(mode="json")
+        (folder / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        attrs = {
+            "tumorsim_version": __version__,
+            "backend": backend.name,
+            "device": backend.device,
+            "name": cfg.name,
+            "config_json": cfg.to_json(),
+            "grid_shape": np.array(grid.shape),
+            "grid_spacing": np.array(grid.spacing),
+            "length_unit": grid.length_unit,
+            "time_unit": cfg.time.unit,
+            "dt": plan.dt,
+            "dt_limited_by": plan.limited_by,
+        }
+        names = self.model.names
+        events = _merge(list(plan.snapshot_times), list(plan.series_times))
+        started = wallclock.perf_counter()
+        with RunWriter(folder / RUN_FILE, grid, names, self.dtype, attrs, cfg.output.compression,
+                       dict(zip(self.model.map_names, self.maps))) as writer:
+            for t_event in events:
+                integrator.advance(state, t_event)
+                stats = integrator.check(state)
+                if _contains(list(plan.series_times), t_event):
+                    values = {}
+                    for i, n in enumerate(names):
+                        values[f"total_{n}"] = stats.total[i]
+                        values[f"min_{n}"] = stats.minimum[i]
+                        values[f"max_{n}"] = stats.maximum[i]
+                    writer.write_series(state.t, values)
+                if _contains(list(plan.snapshot_times), t_event):
+                    writer.write_snapshot(state.t, backend.to_host(state.u))
+                    elapsed = wallclock.perf_counter() - started
+                    log.info("t = %.6g / %.6g  step %d  (%.0f steps/s)", state.t, cfg.time.end, state.step,
+                             state.step / elapsed if elapsed > 0 else 0.0)
+        backend.synchronize()
+        wall = wallclock.perf_counter() - started
+        return RunSummary(
+            out_dir=folder,
+            run_file=folder / RUN_FILE,
+            backend=backend.name,
+            device=backend.device,
+            steps=state.step,
+            dt=plan.dt,
+            t_end=state.t,
+            wall_seconds=wall,
+            final_totals={n: float(stats.total[i]) for i, n in enumerate(names)},
+            final_min={n: float(stats.minimum[i]) for i, n in enumerate(names)},
+            final_max={n: float(stats.maximum[i]) for i, n in enumerate(names)},
+        )
