@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from solver import __version__
+from solver.backends.base import Backend
 from solver.backends.registry import get_backend
 from solver.config import RunConfig
 from solver.grid import Grid
@@ -109,18 +110,31 @@ class Simulation:
         dt = min(dt, series_every)  # a step never jumps over an output time
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), math.ceil(end / dt))
 
+    def start(self, backend: Backend | None = None) -> tuple[ExplicitIntegrator, FieldState]:
+        """Put the initial state on the backend's device and build the integrator."""
+        backend = backend or get_backend(self.config.backend)
+        grid, plan = self.grid, self.plan
+        log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
+                 plan.dt, plan.dt_bound, plan.limited_by)
+        integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every)
+        maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
+        u = backend.to_device(self.u0)
+        state = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps))
+        return integrator, state
+
+    def evolve(self, t_end: float | None = None, backend: Backend | None = None) -> np.ndarray:
+        """Step to t_end (default: time.end) without writing files; return the fields on the host."""
+        integrator, state = self.start(backend)
+        integrator.advance(state, self.config.time.end if t_end is None else t_end)
+        integrator.check(state)
+        return integrator.backend.to_host(state.u)
+
     def run(self) -> RunSummary:
         """Step to the end time, writing snapshots and time series; return a summary."""
         cfg, plan, grid = self.config, self.plan, self.grid
         folder = prepare_run_folder(self.out_dir, self.overwrite)
-        backend = get_backend(cfg.backend)
-        log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
-                 plan.dt, plan.dt_bound, plan.limited_by)
-        integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt, cfg.output.check_every)
-        xp = backend.xp
-        maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
-        u = backend.to_device(self.u0)
-        state = FieldState(u=u, u_new=xp.empty_like(u), maps=backend.to_device(maps))
+        integrator, state = self.start()
+        backend = integrator.backend
 
         resolved = cfg.model_dump(mode="json")
         (folder / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")

@@ -43,7 +43,8 @@ class Backend:
         self.device = device
 
     def to_device(self, array: np.ndarray) -> Any:
-        return self.xp.asarray(array)
+        """A device copy (a copy on the CPU too: the state must not alias the caller's array)."""
+        return self.xp.array(array, copy=True)
 
     def to_host(self, array: Any) -> np.ndarray:
         return np.asarray(array)
