@@ -96,7 +96,7 @@ class SpeciesConfig(_Section):
     diffusion: Expression = 0.0
     reaction: Expression = 0.0
     initial: Expression | FileSource = 0.0
-    boundary: Any = "no-flux"
+    boundary: Any = Field("no-flux", validate_default=True)
     chemotaxis: ChemotaxisConfig | None = None
     nonnegative: bool = True
 
