@@ -107,7 +107,8 @@ class Simulation:
         series_every = cfg.output.series_every or min(snap_every, end / 100)
         snaps = output_times(end, snap_every)
         series = output_times(end, series_every)
-        dt = min(dt, series_every)  # a step never jumps over an output time
+        if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
+            dt = series_every
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), math.ceil(end / dt))
 
     def start(self, backend: Backend | None = None) -> tuple[ExplicitIntegrator, FieldState]:
