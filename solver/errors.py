@@ -21,3 +21,16 @@ class BackendError(TumorsimError):
 
 class SimulationError(TumorsimError):
     """The run itself failed (blow-up, unwritable output)."""
+
+
+class RunFileError(TumorsimError):
+    """A run's HDF5 file is missing, unreadable or not laid out as tumorsim writes it, or
+    cannot answer the request (an unknown field, a time outside the snapshots)."""
+
+
+class VizError(TumorsimError):
+    """A picture cannot be made as asked (unknown file format, bad size, frame rate or level)."""
+
+
+class MissingDependencyError(TumorsimError):
+    """An optional package needed for pictures (PyVista, matplotlib, imageio) is not installed."""

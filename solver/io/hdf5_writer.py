@@ -10,6 +10,7 @@ Layout (DESIGN.md section 8):
     /fields/<species>                 (n_snapshots, nx, ny, nz), chunked (1, nx, ny, nz)
     /maps/<name>                      (nx, ny, nz) static maps (e.g. the vessel map w)
     /timeseries/time, /timeseries/<name>   (n_records,) float64
+    run.xdmf beside the file (solver/io/xdmf.py) for ParaView
     root attributes: tumorsim_version, backend, device, name, config_json,
                      grid_shape, grid_spacing, length_unit, time_unit
 """
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from solver.grid import Grid
+from solver.io.xdmf import write_xdmf
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class RunWriter:
         comp = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}.get(
             compression, {}
         )
-        fields = self.file.create_group("fields")
+        fields = self.file.create_group("fields", track_order=True)  # species in model order
         fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         for name in species:
             fields.create_dataset(
@@ -94,10 +96,16 @@ class RunWriter:
                 self.series[name] = ds
             ds.resize((n + 1,))
             ds[n] = value
+        for name, ds in self.series.items():  # a series missing from this record: NaN, same length
+            if name not in values:
+                ds.resize((n + 1,))
+                ds[n] = np.nan
 
     def close(self) -> None:
+        """Close the file and write the XDMF sidecar next to it, so ParaView can open the run."""
         if self.file.id.valid:
             self.file.close()
+            write_xdmf(self.path)
 
     def __enter__(self) -> RunWriter:
         return self
