@@ -1,7 +1,10 @@
 """Command line: `tumorsim run`, `tumorsim validate` (also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
-with exit status 2 (bad config or arguments) or 1 (the run failed); never a traceback.
+with exit status 2 (bad config or arguments) or 1 (the run failed: device, files,
+blow-up); never a traceback. An unexpected exception is a bug in tumorsim: it is
+reported as one line `tumorsim: internal error: ...` (exit status 70), with the
+traceback logged only under --verbose.
 """
 
 from __future__ import annotations
@@ -9,16 +12,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from solver import __version__
 from solver.errors import ConfigError, TumorsimError
+
+if TYPE_CHECKING:
+    from solver.config import RunConfig
 
 log = logging.getLogger("solver")
 DEFAULT_CONFIG = "quickstart"
 
 
-def _load(path: str | None, backend: str | None, precision: str | None):
+def _load(path: str | None, backend: str | None, precision: str | None) -> RunConfig:
+    """The config at `path` (the built-in quickstart when None), with command-line overrides."""
     from solver.config import builtin_config_path, load_config
 
     config = load_config(path if path else builtin_config_path(DEFAULT_CONFIG))
@@ -33,7 +40,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sim = Simulation(config)
     plan = sim.plan
     print(f"{args.config}: valid")
-    print(f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}")
+    print(
+        f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}"
+    )
     print(f"  dt = {plan.dt:.6g} (stability bound {plan.dt_bound:.6g}, set by {plan.limited_by})")
     print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
     return 0
@@ -44,31 +53,57 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config, args.backend, args.precision)
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
-    print(f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
-          f"dt {sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}")
+    print(
+        f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
+        f"dt {sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}"
+    )
     summary = sim.run()
-    print(f"done: {summary.steps} steps in {summary.wall_seconds:.2f} s on {summary.device} ({summary.backend})")
+    print(
+        f"done: {summary.steps} steps in {summary.wall_seconds:.2f} s on {summary.device} ({summary.backend})"
+    )
     width = max(len(n) for n in summary.final_totals)
-    print(f"  {'species':<{width}}  {'total':>12}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}")
+    print(
+        f"  {'species':<{width}}  {'total':>12}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}"
+    )
     for n, total in summary.final_totals.items():
-        print(f"  {n:<{width}}  {total:12.5g}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}")
+        print(
+            f"  {n:<{width}}  {total:12.5g}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}"
+        )
     print(f"files: {summary.run_file}")
     print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line `tumorsim: error: ...` (exit 2) like any other."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"; see '{self.prog} --help'"
+        self.exit(2, f"tumorsim: error: {_one_line(message)}{hint}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tumorsim", description="3D reaction-diffusion for chemoimmunotherapy")
+    parser = _Parser(prog="tumorsim", description="3D reaction-diffusion for chemoimmunotherapy")
     parser.add_argument("--version", action="version", version=f"tumorsim {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and choices")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     run = sub.add_parser("run", help="run a config (the built-in quickstart when none is given)")
     run.add_argument("config", nargs="?", help="YAML config; default: the built-in quickstart")
-    run.add_argument("--out", help="output folder (default: output.dir of the config, else outputs/NAME)")
-    run.add_argument("--backend", choices=("auto", "gpu", "cpu"), help="override the config's backend")
-    run.add_argument("--precision", choices=("float32", "float64"), help="override the config's precision")
-    run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
+    run.add_argument(
+        "--out", help="output folder (default: output.dir of the config, else outputs/NAME)"
+    )
+    run.add_argument(
+        "--backend", choices=("auto", "gpu", "cpu"), help="override the config's backend"
+    )
+    run.add_argument(
+        "--precision", choices=("float32", "float64"), help="override the config's precision"
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in the output folder"
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a config without running it")
@@ -77,8 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: object) -> str:
+    """The message as one line (a multi-line message from a library is joined)."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _error(message: object, status: int) -> int:
+    print(f"tumorsim: error: {_one_line(message)}", file=sys.stderr)
+    return status
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 the run failed, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -88,14 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"tumorsim: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
     except TumorsimError as exc:
-        print(f"tumorsim: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(exc, 1)
     except KeyboardInterrupt:
         print("tumorsim: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        return _error("out of memory (is the grid too large for this machine?)", 1)
+    except OSError as exc:  # disk full, permission denied... while writing the run
+        return _error(exc, 1)
+    except Exception as exc:  # a bug in tumorsim, not in the input: say so, in one line
+        if args.verbose:
+            log.exception("internal error")
+        print(
+            f"tumorsim: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(please report it; rerun with --verbose for the traceback)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

@@ -18,12 +18,27 @@ from __future__ import annotations
 import difflib
 import json
 import keyword
+import math
 import re
+import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    StrictBool,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from solver.errors import ConfigError
 from solver.expressions import FUNCTIONS
@@ -34,13 +49,58 @@ RESERVED_NAMES = frozenset({"t", "x", "y", "z", "dt"} | set(FUNCTIONS))
 AXES = ("x", "y", "z")
 FACE_KINDS = ("no-flux", "periodic", "value")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_FACES_ALLOWED = "no-flux, periodic, {value: NUMBER}"
 
-Expression = Union[float, int, str]
-PositiveFloat = Annotated[float, Field(gt=0)]
+
+class _KeyedValueError(ValueError):
+    """A ValueError about a sub-key of the field being validated (e.g. boundary -> x.low)."""
+
+    def __init__(self, subkey: str, message: str) -> None:
+        super().__init__(message)
+        self.subkey = subkey
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode would read `true` as 1; a bool where a number belongs is a mistake.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")  # noqa: TRY004 (pydantic needs it)
+    return value
+
+
+def _expression(value: Any) -> float | int | str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(  # noqa: TRY004 (pydantic turns only ValueError into a validation error)
+            f"expected a number or an expression in quotes, got {value!r}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return value
+
+
+def _time_step(value: Any) -> Literal["auto"] | float:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    number: float | None = None
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not (math.isfinite(number) and number > 0):
+        raise ValueError(f"must be 'auto' or a number > 0, got {value!r}")
+    return number
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+PositiveFloat = Annotated[Number, Field(gt=0)]
+Cells = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65536)]
+# A number, or text parsed later by solver.expressions (never eval'd).
+Expression = Annotated[float | int | str, PlainValidator(_expression)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FileSource(_Section):
@@ -50,11 +110,32 @@ class FileSource(_Section):
     dataset: str | None = None
 
 
+def _source_kind(value: Any) -> str:
+    return "<file>" if isinstance(value, (dict, FileSource)) else "<expression>"
+
+
+def _spacing_kind(value: Any) -> str:
+    return "<per-axis>" if isinstance(value, (list, tuple)) else "<number>"
+
+
+# Union members are tagged with names that cannot be config keys, so that error
+# locations can drop them (see _is_union_tag).
+Source = Annotated[
+    Annotated[Expression, Tag("<expression>")] | Annotated[FileSource, Tag("<file>")],
+    Discriminator(_source_kind),
+]
+Spacing = Annotated[
+    Annotated[PositiveFloat, Tag("<number>")]
+    | Annotated[tuple[PositiveFloat, PositiveFloat, PositiveFloat], Tag("<per-axis>")],
+    Discriminator(_spacing_kind),
+]
+
+
 class GridConfig(_Section):
     """Cell-centred Cartesian grid: cell (i,j,k) has centre ((i+1/2)hx, (j+1/2)hy, (k+1/2)hz)."""
 
-    shape: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(min_length=3, max_length=3)
-    spacing: PositiveFloat | tuple[PositiveFloat, PositiveFloat, PositiveFloat] = 1.0
+    shape: tuple[Cells, Cells, Cells]
+    spacing: Spacing = 1.0
     length_unit: str = ""
 
     @property
@@ -67,8 +148,8 @@ class TimeConfig(_Section):
     """Simulated time span and step control."""
 
     end: PositiveFloat
-    dt: Literal["auto"] | PositiveFloat = "auto"
-    safety: float = Field(0.9, gt=0, le=1)
+    dt: Annotated[Literal["auto"] | float, PlainValidator(_time_step)] = "auto"
+    safety: Number = Field(0.9, gt=0, le=1)
     integrator: Literal["explicit", "auto"] = "auto"
     unit: str = ""
 
@@ -79,7 +160,7 @@ class OutputConfig(_Section):
     dir: str | None = None
     snapshot_every: PositiveFloat | None = None
     series_every: PositiveFloat | None = None
-    check_every: int = Field(100, ge=1)
+    check_every: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] = 100
     compression: Literal["gzip", "lzf", "none"] = "gzip"
 
 
@@ -95,10 +176,12 @@ class SpeciesConfig(_Section):
 
     diffusion: Expression = 0.0
     reaction: Expression = 0.0
-    initial: Expression | FileSource = 0.0
+    initial: Source = 0.0
+    # validate_default: the default is normalised too, so every species holds the
+    # {axis: {side: face}} form that solver.grid.BoundaryConditions.from_config reads.
     boundary: Any = Field("no-flux", validate_default=True)
     chemotaxis: ChemotaxisConfig | None = None
-    nonnegative: bool = True
+    nonnegative: StrictBool = True
 
     @field_validator("boundary", mode="before")
     @classmethod
@@ -109,15 +192,19 @@ class SpeciesConfig(_Section):
 class ModelConfig(_Section):
     """A model written as data: parameters, static maps and species."""
 
-    parameters: dict[str, float] = Field(default_factory=dict)
-    maps: dict[str, Expression | FileSource] = Field(default_factory=dict)
+    parameters: dict[str, Number] = Field(default_factory=dict)
+    maps: dict[str, Source] = Field(default_factory=dict)
     species: dict[str, SpeciesConfig] = Field(min_length=1)
 
     @field_validator("parameters", "maps", "species", mode="after")
     @classmethod
-    def _check_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _check_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        what = {"parameters": "parameter", "maps": "map", "species": "species"}[info.field_name]
         for name in value:
-            check_name(name)
+            try:
+                check_name(name)
+            except ValueError as exc:
+                raise ValueError(f"{what} name {exc}") from None
         return value
 
 
@@ -133,6 +220,16 @@ class RunConfig(_Section):
     model: ModelConfig
 
     _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _check_run_name(cls, value: str) -> str:
+        if not _RUN_NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not allowed: it names the output folder, so use 1 to 100 letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
 
     @property
     def base_dir(self) -> Path:
@@ -158,65 +255,86 @@ class RunConfig(_Section):
 
 def check_name(name: str) -> str:
     """Refuse names that cannot be identifiers in both the expressions and generated C code."""
-    if not _NAME_RE.match(name) or keyword.iskeyword(name):
-        raise ValueError(f"{name!r} is not a valid name (letters, digits and _; not a keyword)")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or keyword.iskeyword(name):
+        raise ValueError(
+            f"{name!r} is not a valid name: use letters, digits and _, not starting with a digit, "
+            "and not a Python keyword"
+        )
     if name in RESERVED_NAMES:
-        raise ValueError(f"{name!r} is reserved; reserved names: {', '.join(sorted(RESERVED_NAMES))}")
+        raise ValueError(
+            f"{name!r} is reserved; reserved names: {', '.join(sorted(RESERVED_NAMES))}"
+        )
     return name
 
 
 def _face(value: Any, where: str) -> dict[str, Any]:
+    """One face as {"kind": ...} (plus "value" for a fixed-value face)."""
     if isinstance(value, str):
         kind = value.strip().lower().replace("_", "-")
         if kind in ("no-flux", "periodic"):
             return {"kind": kind}
-        raise ValueError(f"{where}: unknown boundary {value!r}; allowed: no-flux, periodic, {{value: NUMBER}}")
+        raise _KeyedValueError(where, f"unknown boundary {value!r}; allowed: {_FACES_ALLOWED}")
+    if isinstance(value, dict) and "kind" in value:  # the normalised form, read back
+        kind = value["kind"]
+        if kind == "value" and set(value) == {"kind", "value"}:
+            return _face({"value": value["value"]}, where)
+        if kind in ("no-flux", "periodic") and set(value) == {"kind"}:
+            return {"kind": kind}
+        raise _KeyedValueError(where, f"unknown boundary {value!r}; allowed: {_FACES_ALLOWED}")
     if isinstance(value, dict):
         if set(value) != {"value"}:
-            raise ValueError(f"{where}: a fixed-value face is written {{value: NUMBER}}, got {value!r}")
+            raise _KeyedValueError(
+                where, f"a fixed-value face is written {{value: NUMBER}}, got {value!r}"
+            )
         v = value["value"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"{where}: fixed value must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _KeyedValueError(where, f"a fixed value must be a finite number, got {v!r}")
         return {"kind": "value", "value": float(v)}
-    raise ValueError(f"{where}: unknown boundary {value!r}; allowed: no-flux, periodic, {{value: NUMBER}}")
+    raise _KeyedValueError(where, f"unknown boundary {value!r}; allowed: {_FACES_ALLOWED}")
+
+
+def _is_face(value: Any) -> bool:
+    return not isinstance(value, dict) or "value" in value or "kind" in value
 
 
 def normalise_boundary(spec: Any) -> dict[str, dict[str, Any]]:
     """Expand a boundary spec to {axis: {"low": face, "high": face}} for x, y and z.
 
     Accepted forms: one face for all six ("no-flux"); a mapping axis -> face; or
-    axis -> {low: face, high: face}. A face is "no-flux", "periodic" or {value: NUMBER}.
-    Axes left out are no-flux. Periodic must be on both faces of an axis.
+    axis -> {low: face, high: face}. A face is "no-flux", "periodic" or {value: NUMBER}
+    (the normalised {kind: ..., value: ...} form is read back as well).
+    Axes and sides left out are no-flux. Periodic must be on both faces of an axis.
     """
-    if isinstance(spec, dict) and set(spec) <= {"x", "y", "z"} and all(
-        isinstance(v, dict) and set(v) == {"low", "high"} and all(isinstance(f, dict) and "kind" in f for f in v.values())
-        for v in spec.values()
-    ) and len(spec) == 3:
-        return spec  # already normalised (a resolved config read back)
-    if not isinstance(spec, dict) or set(spec) == {"value"}:
-        face = _face(spec, "boundary")
+    if _is_face(spec):
+        face = _face(spec, "")
         out = {a: {"low": face, "high": face} for a in AXES}
     else:
-        unknown = set(spec) - set(AXES)
+        unknown = [k for k in spec if k not in AXES]
         if unknown:
-            raise ValueError(f"unknown axis {sorted(unknown)[0]!r}; valid keys: x, y, z")
+            raise ValueError(
+                f"unknown key {unknown[0]!r}; valid keys: x, y, z (or one face for all: {_FACES_ALLOWED})"
+            )
         out = {}
         for axis in AXES:
             v = spec.get(axis, "no-flux")
-            if isinstance(v, dict) and set(v) & {"low", "high"}:
-                extra = set(v) - {"low", "high"}
-                if extra:
-                    raise ValueError(f"{axis}: unknown key {sorted(extra)[0]!r}; valid keys: low, high")
-                out[axis] = {
-                    side: _face(v.get(side, "no-flux"), f"{axis}.{side}") for side in ("low", "high")
-                }
-            else:
+            if _is_face(v):
                 face = _face(v, axis)
                 out[axis] = {"low": face, "high": face}
+                continue
+            extra = [k for k in v if k not in ("low", "high")]
+            if extra:
+                raise _KeyedValueError(axis, f"unknown key {extra[0]!r}; valid keys: low, high")
+            out[axis] = {
+                side: _face(v.get(side, "no-flux"), f"{axis}.{side}") for side in ("low", "high")
+            }
     for axis, faces in out.items():
-        kinds = {faces["low"]["kind"], faces["high"]["kind"]}
-        if "periodic" in kinds and kinds != {"periodic"}:
-            raise ValueError(f"{axis}: periodic must be set on both faces of an axis")
+        low, high = faces["low"]["kind"], faces["high"]["kind"]
+        if (low == "periodic") != (high == "periodic"):
+            raise _KeyedValueError(
+                axis,
+                f"periodic on one face only (low: {low}, high: {high}); "
+                "periodic must be set on both faces of an axis",
+            )
     return out
 
 
@@ -224,35 +342,66 @@ def normalise_boundary(spec: Any) -> dict[str, dict[str, Any]]:
 # Loading and one-line error messages
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML config.
+    """Read and validate a YAML config (safe loader: no Python objects are built).
 
     Raises:
         ConfigError: missing/unreadable file, YAML syntax error, or invalid content.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a folder; expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config {str(path)!r}: {exc}") from None
+        raise ConfigError(f"cannot read config {str(path)!r}: {_first_line(str(exc))}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+        raise ConfigError(f"{path}: YAML syntax error{where}: {_first_line(problem)}") from None
     config = parse_config(data, source=str(path))
     config._base_dir = path.resolve().parent
     return config
 
 
 def parse_config(data: Any, source: str = "<config>") -> RunConfig:
-    """Validate an already-parsed mapping into a RunConfig."""
+    """Validate an already-parsed mapping into a RunConfig.
+
+    Raises:
+        ConfigError: one line naming the key, the value and what is allowed.
+    """
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a config must be a mapping of keys (name, grid, time, model, ...)")
+        got = "an empty file" if data is None else _shown(data)
+        raise ConfigError(
+            f"{source}: a config must be a mapping of keys ({', '.join(RunConfig.model_fields)}), "
+            f"got {got}"
+        )
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -269,37 +418,85 @@ def builtin_config_path(name: str) -> Path:
     return candidate
 
 
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _format_key(loc: tuple[Any, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def _pick_error(exc: ValidationError) -> dict[str, Any]:
+    """The error to report: an unknown key first (a misspelt key also makes one 'missing')."""
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            return err
+    return errors[0]
+
+
 def _one_line(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
+    err = _pick_error(exc)
     loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = _format_key(loc)
     kind = err["type"]
+    value = err.get("input")
     if kind == "extra_forbidden":
         parent_cls = _model_at(RunConfig, loc[:-1])
         valid = list(parent_cls.model_fields) if parent_cls else []
-        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        name = str(loc[-1])
+        hint = (
+            difflib.get_close_matches(name, valid, n=1)
+            or [v for v in valid if name and (v.startswith(name) or name.startswith(v))][:1]
+        )
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
         return f"unknown key {key!r}{did}; valid keys: {', '.join(valid)}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):
+        return f"{_format_key(loc[:-1])}: expected 3 values [x, y, z], got {_shown(value)}"
+    if kind in ("too_short", "too_long") and isinstance(value, dict):
+        least = (err.get("ctx") or {}).get("min_length", 1)
+        return (
+            f"{key}: needs at least {least} entr{'y' if least == 1 else 'ies'}, got {_shown(value)}"
+        )
+    if kind in ("too_short", "too_long", "tuple_type"):
+        return f"{key}: expected 3 values [x, y, z], got {_shown(value)}"
+    if "[key]" in err["loc"] or kind == "invalid_key":
+        parent = loc[:-1]
+        where = f" in {_format_key(parent)!r}" if parent else ""
+        return f"key {_shown(value)}{where} is not valid: keys are names (text)"
     if kind == "missing":
         return f"missing required key {key!r}"
-    msg = err["msg"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        cls = _model_at(RunConfig, loc)
+        keys = f" with keys {', '.join(cls.model_fields)}" if cls else ""
+        return f"{key}: expected a mapping{keys}, got {_shown(value)}"
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, _KeyedValueError) and error.subkey:
+        key = f"{key}.{error.subkey}"
+    msg = _first_line(err["msg"])
     if msg.startswith("Value error, "):
-        return f"{key}: {msg[len('Value error, '):]}"
-    value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f", got {value!r}"
-    return f"{key}: {msg[0].lower() + msg[1:]}{shown}"
-
-
-_CONFIG_CLASSES = {"FileSource", "ChemotaxisConfig", "SpeciesConfig", "GridConfig"}
+        return f"{key}: {msg[len('Value error, ') :]}"
+    msg = msg[0].lower() + msg[1:]
+    return f"{key}: {msg}, got {_shown(value)}"
 
 
 def _is_union_tag(part: Any) -> bool:
-    """pydantic adds the union member it tried ('float', 'FileSource', 'literal[...]') to loc."""
+    """Parts of an error location that are not config keys.
+
+    The union members of these sections are tagged '<...>' (a name no key can have);
+    pydantic adds '[key]' when a mapping key itself is invalid.
+    """
     return isinstance(part, str) and (
-        part in {"float", "int", "str", "bool"}
-        or "[" in part
-        or part.startswith("constrained-")
-        or part in _CONFIG_CLASSES
+        (part.startswith("<") and part.endswith(">")) or part == "[key]"
     )
 
 
@@ -316,14 +513,16 @@ def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | N
             current = _unwrap(get_args(current)[1])
         else:
             return None
-    if get_origin(current) is dict:
-        return None
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> Any:
-    """Strip Optional/Union to the one BaseModel or dict member, if any."""
-    for arg in get_args(annotation) if get_origin(annotation) in (Union, type(int | None)) else ():
-        if (isinstance(arg, type) and issubclass(arg, BaseModel)) or get_origin(arg) is dict:
-            return arg
+    """Strip Annotated and Optional/Union down to the one BaseModel or dict member, if any."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            arg = _unwrap(arg)
+            if (isinstance(arg, type) and issubclass(arg, BaseModel)) or get_origin(arg) is dict:
+                return arg
     return annotation

@@ -9,11 +9,16 @@ tree is walked node by node; every node type outside the whitelist is refused
 with a one-line ExpressionError naming the config key. Allowed: numbers, names
 from `allowed_names`, + - * / **, unary minus, calls of FUNCTIONS, comparisons
 and `a if cond else b` (becomes a sympy Piecewise), `and`/`or` inside conditions.
+Results that no float could hold are refused while parsing: a division by zero,
+a complex value, or a power of two numbers too large for a float (`9**9**9`, which
+sympy would otherwise try to compute exactly).
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import math
 from collections.abc import Callable, Iterable
 
 import sympy as sp
@@ -58,13 +63,31 @@ _COMPARE = {
     ast.Gt: sp.StrictGreaterThan,
     ast.GtE: sp.GreaterThan,
 }
+_COMPARE_SYMBOLS = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.In: "in",
+    ast.NotIn: "not in",
+}
 _MAX_LENGTH = 4000
+_SHOWN_LENGTH = 60
+# A power of two numbers is computed exactly only when it stays below this size.
+_MAX_EXACT_POWER = 1e300
+_ALLOWED_SYNTAX = (
+    "allowed: numbers, names, + - * / **, calls of "
+    + ", ".join(sorted(FUNCTIONS))
+    + ", and 'a if cond else b'"
+)
 
 
-def parse_expression(
-    text: str | float | int, allowed_names: Iterable[str], where: str
-) -> sp.Expr:
+def parse_expression(text: str | float, allowed_names: Iterable[str], where: str) -> sp.Expr:
     """Parse config text into a sympy expression through the whitelist.
+
+    Nothing in the text is executed: it is parsed by `ast.parse` and each node is
+    translated to a sympy object by hand. Names become real sympy Symbols; a power
+    of two numbers too large for a float, or a division by zero, is refused.
 
     Args:
         text: the expression as written in the config (a number is accepted as is).
@@ -75,26 +98,52 @@ def parse_expression(
         The sympy expression; names become sympy Symbols (real).
 
     Raises:
-        ExpressionError: malformed text, or anything outside the whitelist.
+        ExpressionError: malformed text, or anything outside the whitelist; the message
+            is one line that starts with `where`.
     """
-    if isinstance(text, bool):
-        raise ExpressionError(f"{where}: expected a number or an expression, got {text!r}")
-    if isinstance(text, (int, float)):
-        return sp.Float(text) if isinstance(text, float) else sp.Integer(text)
-    if not isinstance(text, str):
+    if isinstance(text, bool) or not isinstance(text, (int, float, str)):
         raise ExpressionError(
-            f"{where}: expected a number or an expression string, got {type(text).__name__}"
+            f"{where}: expected a number or an expression in quotes, got {_shown(text)}"
         )
+    if isinstance(text, (int, float)):
+        if isinstance(text, float) and not math.isfinite(text):
+            raise ExpressionError(f"{where}: expected a finite number, got {text!r}")
+        return sp.Float(text) if isinstance(text, float) else sp.Integer(text)
     if len(text) > _MAX_LENGTH:
-        raise ExpressionError(f"{where}: expression longer than {_MAX_LENGTH} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
         raise ExpressionError(
-            f"{where}: malformed expression {text!r} ({exc.msg} at column {exc.offset})"
+            f"{where}: expression is {len(text)} characters long; at most {_MAX_LENGTH} are allowed"
+        )
+    try:
+        # Line breaks (a YAML block scalar) separate terms like spaces do.
+        tree = ast.parse(" ".join(text.split()), mode="eval")
+    except SyntaxError as exc:
+        column = f" at column {exc.offset}" if exc.offset else ""
+        raise ExpressionError(
+            f"{where}: malformed expression {_shown(text)} ({exc.msg}{column})"
         ) from None
-    allowed = set(allowed_names)
-    return _Converter(allowed, where, text).convert(tree.body)
+    except ValueError as exc:  # e.g. a NUL character, on some Python versions
+        raise ExpressionError(f"{where}: malformed expression {_shown(text)} ({exc})") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{where}: expression {_shown(text)} is nested too deeply") from None
+    converter = _Converter(set(allowed_names), where, text)
+    try:
+        expr = converter.convert(tree.body)
+    except RecursionError:
+        raise ExpressionError(f"{where}: expression {_shown(text)} is nested too deeply") from None
+    except (TypeError, ValueError) as exc:  # sympy refusing e.g. a comparison with a complex value
+        message = " ".join(str(exc).split())
+        raise converter.fail(f"an invalid operation ({message})") from None
+    if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+        raise converter.fail("division by zero (or another infinite value)")
+    if expr.has(sp.I):
+        raise converter.fail("a complex value (e.g. sqrt or log of a negative number)")
+    return expr
+
+
+def _shown(text: object) -> str:
+    """repr of the user's text, shortened: error messages stay one readable line."""
+    shown = repr(text)
+    return shown if len(shown) <= _SHOWN_LENGTH else shown[: _SHOWN_LENGTH - 3] + "..."
 
 
 class _Converter:
@@ -105,23 +154,24 @@ class _Converter:
         self.where = where
         self.text = text
 
-    def fail(self, what: str) -> ExpressionError:
-        return ExpressionError(f"{self.where}: {what} in {self.text!r}")
+    def fail(self, what: str, allowed: str = "") -> ExpressionError:
+        tail = f"; {allowed}" if allowed else ""
+        return ExpressionError(f"{self.where}: {what} in {_shown(self.text)}{tail}")
 
     def convert(self, node: ast.AST) -> sp.Expr:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise self.fail(f"only numbers are allowed as constants, not {node.value!r}")
+                raise self.fail(f"{node.value!r} is not allowed", "constants must be numbers")
+            if isinstance(node.value, float) and not math.isfinite(node.value):
+                raise self.fail("a number too large for a float")
             return sp.Float(node.value) if isinstance(node.value, float) else sp.Integer(node.value)
         if isinstance(node, ast.Name):
-            if node.id in FUNCTIONS:
-                raise self.fail(f"function {node.id!r} used without arguments")
-            if node.id not in self.allowed:
-                known = ", ".join(sorted(self.allowed)) or "(none)"
-                raise self.fail(f"unknown name {node.id!r}; known names: {known}")
-            return sp.Symbol(node.id, real=True)
+            return self.convert_name(node.id)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](self.convert(node.left), self.convert(node.right))
+            left, right = self.convert(node.left), self.convert(node.right)
+            if isinstance(node.op, ast.Pow):
+                return self.power(left, right)
+            return _BINOPS[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self.convert(node.operand)
             return -operand if isinstance(node.op, ast.USub) else operand
@@ -129,24 +179,57 @@ class _Converter:
             return self.convert_call(node)
         if isinstance(node, ast.IfExp):
             cond = self.convert_condition(node.test)
-            return sp.Piecewise(
-                (self.convert(node.body), cond), (self.convert(node.orelse), True)
-            )
+            return sp.Piecewise((self.convert(node.body), cond), (self.convert(node.orelse), True))
         if isinstance(node, ast.Attribute):
-            raise self.fail("attribute access is not allowed")
+            raise self.fail(f"attribute access '.{node.attr}' is not allowed", _ALLOWED_SYNTAX)
         if isinstance(node, ast.Subscript):
-            raise self.fail("indexing is not allowed")
+            raise self.fail("indexing with [] is not allowed", _ALLOWED_SYNTAX)
         if isinstance(node, (ast.Compare, ast.BoolOp)):
             raise self.fail("a comparison is only allowed as the condition of 'a if cond else b'")
-        raise self.fail(f"{type(node).__name__} is not allowed")
+        if isinstance(node, ast.BinOp):
+            raise self.fail(f"operator {type(node.op).__name__} is not allowed", _ALLOWED_SYNTAX)
+        if isinstance(node, ast.UnaryOp):
+            raise self.fail(f"operator {type(node.op).__name__} is not allowed", _ALLOWED_SYNTAX)
+        raise self.fail(f"{type(node).__name__} is not allowed", _ALLOWED_SYNTAX)
+
+    def convert_name(self, name: str) -> sp.Expr:
+        if name in FUNCTIONS:
+            raise self.fail(f"function {name!r} used without arguments", f"write {name}(...)")
+        if name not in self.allowed:
+            known = ", ".join(sorted(self.allowed)) or "(none)"
+            hint = difflib.get_close_matches(name, sorted(self.allowed), n=1)
+            did = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise self.fail(f"unknown name {name!r}{did}", f"known names: {known}")
+        return sp.Symbol(name, real=True)
+
+    def power(self, base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+        """base**exponent; with two numbers, refuse results no float can hold (e.g. 9**9**9)."""
+        if not (base.is_Number and exponent.is_Number):
+            return base**exponent
+        try:
+            value = float(base) ** float(exponent)
+        except ZeroDivisionError:
+            raise self.fail("division by zero (0 to a negative power)") from None
+        except OverflowError:
+            raise self.fail("a number too large for a float") from None
+        if isinstance(value, complex):
+            raise self.fail("a negative number to a fractional power")
+        if not math.isfinite(value):
+            raise self.fail("a number too large for a float")
+        if exponent.is_Integer and abs(value) < _MAX_EXACT_POWER and abs(int(exponent)) <= 1000:
+            return base**exponent
+        return sp.Float(value)
 
     def convert_call(self, node: ast.Call) -> sp.Expr:
+        if isinstance(node.func, ast.Attribute):
+            raise self.fail(f"attribute access '.{node.func.attr}' is not allowed", _ALLOWED_SYNTAX)
         if not isinstance(node.func, ast.Name):
-            raise self.fail("only calls of plain function names are allowed")
+            raise self.fail("only calls of plain function names are allowed", _ALLOWED_SYNTAX)
         name = node.func.id
+        allowed = f"allowed functions: {', '.join(sorted(FUNCTIONS))}"
         if name not in FUNCTIONS:
-            allowed = ", ".join(sorted(FUNCTIONS))
-            raise self.fail(f"function {name!r} is not allowed; allowed functions: {allowed}")
+            what = "is not a function" if name in self.allowed else "is not an allowed function"
+            raise self.fail(f"{name!r} {what}", allowed)
         if node.keywords:
             raise self.fail(f"keyword arguments to {name}() are not allowed")
         lo, hi = _ARITY.get(name, (1, 1))
@@ -154,18 +237,25 @@ class _Converter:
         if n < lo or (hi is not None and n > hi):
             expected = f"{lo}" if lo == hi else f"at least {lo}"
             raise self.fail(f"{name}() takes {expected} argument(s), got {n}")
-        return FUNCTIONS[name](*(self.convert(a) for a in node.args))
+        args = [self.convert(a) for a in node.args]
+        if name == "pow":
+            return self.power(*args)
+        return FUNCTIONS[name](*args)
 
     def convert_condition(self, node: ast.AST) -> sp.Basic:
         if isinstance(node, ast.BoolOp):
             parts = [self.convert_condition(v) for v in node.values]
             return sp.And(*parts) if isinstance(node.op, ast.And) else sp.Or(*parts)
         if isinstance(node, ast.Compare):
-            terms = [self.convert(node.left)] + [self.convert(c) for c in node.comparators]
-            rels = []
-            for op, a, b in zip(node.ops, terms, terms[1:]):
+            for op in node.ops:
                 if type(op) not in _COMPARE:
-                    raise self.fail(f"comparison {type(op).__name__} is not allowed; use < <= > >=")
-                rels.append(_COMPARE[type(op)](a, b))
-            return sp.And(*rels)
-        raise self.fail("the condition of 'a if cond else b' must be a comparison")
+                    symbol = _COMPARE_SYMBOLS.get(type(op), type(op).__name__)
+                    raise self.fail(f"comparison {symbol!r} is not allowed", "use < <= > >=")
+            terms = [self.convert(node.left)] + [self.convert(c) for c in node.comparators]
+            return sp.And(
+                *(_COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, terms, terms[1:]))
+            )
+        raise self.fail(
+            "the condition of 'a if cond else b' must be a comparison",
+            "use < <= > >=, joined by and/or",
+        )

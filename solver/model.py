@@ -29,6 +29,8 @@ from solver.config import FileSource, RunConfig
 from solver.errors import ConfigError
 from solver.expressions import parse_expression
 from solver.grid import AXES, BoundaryConditions, Grid
+from solver.systemic.pk import PlasmaPK
+from solver.systemic.schedule import Schedule
 from solver.vasculature import load_map
 
 log = logging.getLogger(__name__)
@@ -63,13 +65,39 @@ class Species:
 
 
 @dataclass(frozen=True)
+class SystemicVariable:
+    """A scalar of the whole body (e.g. circulating lymphocytes C): dy/dt = rate(t, y, agents)."""
+
+    name: str
+    initial: float
+    rate: sp.Expr
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A treatment agent. With `pk`, its symbol is the plasma concentration; without,
+    the symbol is the current infusion rate of its schedule (e.g. adoptive T-cell transfer)."""
+
+    name: str
+    pk: PlasmaPK | None = None
+
+
+@dataclass(frozen=True)
 class Model:
-    """All species and static maps of a run, with parameters already substituted."""
+    """All species, static maps and systemic scalars of a run, parameters substituted."""
 
     species: tuple[Species, ...]
     parameters: dict[str, float]
     maps: dict[str, sp.Expr | FileSource] = field(default_factory=dict)
     base_dir: Path = Path(".")
+    systemic: tuple[SystemicVariable, ...] = ()
+    agents: tuple[Agent, ...] = ()
+    schedule: Schedule | None = None
+
+    @property
+    def systemic_names(self) -> tuple[str, ...]:
+        """Names of the scalars handed to every step, in kernel-argument order."""
+        return tuple(v.name for v in self.systemic) + tuple(a.name for a in self.agents)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -142,6 +170,8 @@ def build_model(config: RunConfig) -> Model:
 
     def constant(text: object, where: str) -> float:
         expr = parse_expression(text, params, where).xreplace(param_syms)
+        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise ConfigError(f"{where}: evaluates to an infinite value (division by zero?)")
         try:
             value = float(expr)
         except TypeError:

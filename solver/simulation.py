@@ -109,7 +109,9 @@ class Simulation:
         series = output_times(end, series_every)
         if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
             dt = series_every
-        return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), math.ceil(end / dt))
+        events = [0.0, *_merge(snaps, series)]
+        steps = sum(max(1, math.ceil((b - a) / dt * (1 - 1e-12))) for a, b in zip(events, events[1:]) if b > a)
+        return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
 
     def start(self, backend: Backend | None = None) -> tuple[ExplicitIntegrator, FieldState]:
         """Put the initial state on the backend's device and build the integrator."""
@@ -133,9 +135,9 @@ class Simulation:
     def run(self) -> RunSummary:
         """Step to the end time, writing snapshots and time series; return a summary."""
         cfg, plan, grid = self.config, self.plan, self.grid
+        backend = get_backend(cfg.backend)  # a missing GPU fails before anything is written
         folder = prepare_run_folder(self.out_dir, self.overwrite)
-        integrator, state = self.start()
-        backend = integrator.backend
+        integrator, state = self.start(backend)
 
         resolved = cfg.model_dump(mode="json")
         (folder / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")

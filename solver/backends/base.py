@@ -3,7 +3,7 @@
 Public API:
     Backend               base class (numpy and cupy backends derive from it)
     FieldStats            per-species totals, minima, maxima and a finiteness flag
-    ExplicitStepper       protocol: step(u, u_new, maps, t, dt) -> None
+    ExplicitStepper       protocol: step(u, u_new, maps, t, dt, systemic) -> None
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from solver.model import Model
 
 
 class ExplicitStepper(Protocol):
-    """One forward-Euler step of all species: reads u (time t), writes u_new (t + dt)."""
+    """One forward-Euler step of all species: reads u (time t), writes u_new (t + dt).
 
-    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float) -> None: ...
+    `systemic` holds the systemic scalars at t, in Model.systemic_names order.
+    """
+
+    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = ()) -> None: ...
 
 
 @dataclass(frozen=True)

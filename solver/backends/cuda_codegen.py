@@ -71,6 +71,8 @@ def _c_name(symbol: sp.Symbol, model: Model) -> str:
         return f"c_{name}"
     if name in model.map_names:
         return f"m_{name}"
+    if name in model.systemic_names:
+        return f"s_{name}"
     return {"t": "t", "x": "xc", "y": "yc", "z": "zc"}[name]
 
 
@@ -115,7 +117,7 @@ def model_update_source(model: Model, grid: Grid, dtype: np.dtype) -> str:
     lines = [
         "__device__ __forceinline__ void model_update(",
         "    const real* __restrict__ u, real* __restrict__ u_new, const real* __restrict__ maps,",
-        "    const long long idx, const int i, const int j, const int k, const real t, const real dt)",
+        "    const long long idx, const int i, const int j, const int k, const real t, const real dt SYSTEMIC_PARAMS)",
         "{",
     ]
     for s, name in enumerate(names):
@@ -207,6 +209,8 @@ def defines(model: Model, grid: Grid, dtype: np.dtype, block_size: int) -> str:
         f"#define N_SPECIES {len(model.species)}",
         f"#define N_MAPS {len(model.maps)}",
         f"#define BLOCK_SIZE {block_size}",
+        "#define SYSTEMIC_PARAMS " + "".join(f", const real s_{n}" for n in model.systemic_names),
+        "#define SYSTEMIC_ARGS " + "".join(f", s_{n}" for n in model.systemic_names),
     ]
     for a, h in zip(AXES, grid.spacing):
         A = a.upper()

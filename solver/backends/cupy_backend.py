@@ -67,6 +67,7 @@ class CupyExplicitStepper:
         self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE)
         self.kernel = compiled_function(self.source, "explicit_step")
         self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
+        self.n_systemic = len(model.systemic_names)
 
     def _check(self, name: str, array: Any, shape: tuple[int, ...]) -> None:
         if array.dtype != self.dtype or tuple(array.shape) != shape or not array.flags.c_contiguous:
@@ -75,12 +76,15 @@ class CupyExplicitStepper:
                 f"got {array.dtype} {tuple(array.shape)}"
             )
 
-    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float) -> None:
+    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = ()) -> None:
         self._check("u", u, self.shape)
         self._check("u_new", u_new, self.shape)
         self._check("maps", maps, self.maps_shape)
+        if len(systemic) != self.n_systemic:
+            raise TypeError(f"explicit_step: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         cast = self.dtype.type
-        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, cast(t), cast(dt)))
+        scalars = tuple(cast(v) for v in systemic)
+        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, cast(t), cast(dt)) + scalars)
 
 
 class CupyBackend(Backend):

@@ -62,7 +62,7 @@ class NumpyExplicitStepper:
             for a, (n, h) in enumerate(zip(grid.shape, grid.spacing))
         ]
         self.args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
-        self.args += [TIME, *COORDS]
+        self.args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
         self.reactions = sp.lambdify(self.args, [s.reaction for s in model.species], modules="numpy", cse=True)
 
     def fill_ghosts(self, s: int, field: np.ndarray) -> np.ndarray:
@@ -82,11 +82,14 @@ class NumpyExplicitStepper:
                     p[_face_slice(axis, ghost)] = p[_face_slice(axis, edge)]
         return p
 
-    def step(self, u: np.ndarray, u_new: np.ndarray, maps: np.ndarray, t: float, dt: float) -> None:
+    def step(
+        self, u: np.ndarray, u_new: np.ndarray, maps: np.ndarray, t: float, dt: float, systemic=()
+    ) -> None:
         cast = self.dtype.type
         t, dt = cast(t), cast(dt)
         padded = {s: self.fill_ghosts(s, u[s]) for s in self.padded}
-        rates = self.reactions(*u, *maps[: len(self.model.maps)], t, *self.coords)
+        scalars = [cast(v) for v in systemic]
+        rates = self.reactions(*u, *maps[: len(self.model.maps)], t, *self.coords, *scalars)
         for s, species in enumerate(self.model.species):
             c = u[s]
             total = None

@@ -35,6 +35,7 @@ from solver.config import TimeConfig
 from solver.errors import ConfigError, SimulationError
 from solver.grid import AXES, Grid
 from solver.model import COORDS, TIME, Model
+from solver.systemic.runtime import SystemicRuntime
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,12 @@ class ExplicitIntegrator:
         self.check_every = check_every
         self.stepper = backend.make_explicit_stepper(model, grid, self.dtype)
 
-    def advance(self, state: FieldState, t_end: float) -> None:
-        """Step from state.t to exactly t_end with equal steps no longer than dt_max."""
+    def advance(self, state: FieldState, t_end: float, systemic: SystemicRuntime | None = None) -> None:
+        """Step from state.t to exactly t_end with equal steps no longer than dt_max.
+
+        The systemic scalars (if any) are handed to each step at its start time and
+        then advanced over the same step, in lockstep with the grid.
+        """
         span = t_end - state.t
         if span <= 0:
             return
@@ -147,7 +152,12 @@ class ExplicitIntegrator:
         h = span / n
         t0 = state.t
         for k in range(n):
-            self.stepper.step(state.u, state.u_new, state.maps, t0 + k * h, h)
+            t = t0 + k * h
+            if systemic is None:
+                self.stepper.step(state.u, state.u_new, state.maps, t, h)
+            else:
+                self.stepper.step(state.u, state.u_new, state.maps, t, h, systemic.values(t))
+                systemic.advance(t, h)
             state.u, state.u_new = state.u_new, state.u
             state.step += 1
             state.t = t0 + (k + 1) * h

@@ -13,11 +13,20 @@ from pathlib import Path
 from solver.errors import SimulationError
 
 RUN_FILE = "run.h5"
-RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml")
+# What a run writes into its folder; any of them present means the folder holds a run.
+RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml", "checkpoints")
 
 
 def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:
-    """Create the folder (and parents); refuse one that already holds a run unless overwrite."""
+    """Create the folder (and parents); refuse one that already holds a run unless overwrite.
+
+    Nothing is deleted here: with overwrite, the run's own files are replaced as the new
+    run writes them.
+
+    Raises:
+        SimulationError: the path is a file, holds a run (without overwrite), or cannot
+            be created or written.
+    """
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise SimulationError(f"output path {str(folder)!r} exists and is not a folder")
@@ -30,7 +39,9 @@ def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SimulationError(f"cannot create output folder {str(folder)!r}: {exc.strerror}") from None
+        raise SimulationError(
+            f"cannot create output folder {str(folder)!r}: {exc.strerror or exc}"
+        ) from None
     if not os.access(folder, os.W_OK):
         raise SimulationError(f"output folder {str(folder)!r} is not writable")
     return folder
