@@ -1,4 +1,4 @@
-"""Command line: `tumorsim run`, `tumorsim validate` (also `python -m solver`).
+"""Command line: `tumorsim run | validate | view | animate | plot | compare` (also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
 with exit status 2 (bad config or arguments) or 1 (the run failed: device, files,
@@ -70,8 +70,86 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  {n:<{width}}  {total:12.5g}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}"
         )
     print(f"files: {summary.run_file}")
+    print(f"       {summary.run_file.with_suffix('.xdmf')} (open in ParaView)")
     print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")
+    if config.output.pictures:
+        for path in _final_pictures(summary.run_file):
+            print(f"       {path}")
     return 0
+
+
+def _final_pictures(run_file) -> list:
+    """PNG of the final state and of the time series; a missing `viz` extra is a note, not an error."""
+    from solver.errors import MissingDependencyError
+
+    try:
+        from solver.viz import plot_timeseries, screenshot
+
+        folder = run_file.parent
+        return [
+            screenshot(run_file, folder / "final_state.png"),
+            plot_timeseries(run_file, folder / "timeseries.png"),
+        ]
+    except MissingDependencyError as exc:
+        print(f"note: no pictures made ({exc})")
+        return []
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from solver.viz import view
+
+    out = view(args.run, field=args.field, time=_time_arg(args.time), screenshot=args.screenshot,
+               window_size=tuple(args.size))
+    if out is not None:
+        print(f"picture: {out}")
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from solver.viz import animate
+
+    out = animate(args.run, args.output, field=args.field, fps=args.fps, window_size=tuple(args.size))
+    print(f"movie: {out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from solver.viz import plot_timeseries
+
+    out = plot_timeseries(args.run, args.output or _beside(args.run, "timeseries.png"),
+                          series=_list_arg(args.series), logy=args.log or None)
+    print(f"plot: {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from solver.viz import compare_runs
+
+    out = compare_runs(args.runs, args.output, series=_list_arg(args.series),
+                       labels=_list_arg(args.labels), logy=args.log or None)
+    print(f"plot: {out}")
+    return 0
+
+
+def _beside(run: str, name: str):
+    from pathlib import Path
+
+    path = Path(run)
+    return (path if path.is_dir() else path.parent) / name
+
+
+def _list_arg(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _time_arg(text: str):
+    """'last', 'first' or a number (simulated time)."""
+    if text in ("last", "first"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--time must be last, first or a number, got {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +187,38 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config without running it")
     validate.add_argument("config", help="YAML config")
     validate.set_defaults(func=cmd_validate)
+
+    size = {"nargs": 2, "type": int, "default": [1024, 768], "metavar": ("W", "H"), "help": "picture size in pixels"}
+    view = sub.add_parser("view", help="3D scene of one snapshot (window, or PNG when headless)")
+    view.add_argument("run", help="run folder or its run.h5")
+    view.add_argument("--field", help="field on the slices and the tumour surface (default: the tumour field)")
+    view.add_argument("--time", default="last", help="snapshot: last, first or a simulated time")
+    view.add_argument("--screenshot", help="write this PNG instead of opening a window")
+    view.add_argument("--size", **size)
+    view.set_defaults(func=cmd_view)
+
+    anim = sub.add_parser("animate", help="the 3D scene over all snapshots, as .mp4 or .gif")
+    anim.add_argument("run", help="run folder or its run.h5")
+    anim.add_argument("-o", "--output", required=True, help="movie file, .mp4 or .gif")
+    anim.add_argument("--field", help="field on the slices and the tumour surface")
+    anim.add_argument("--fps", type=float, default=4.0, help="frames per second")
+    anim.add_argument("--size", **size)
+    anim.set_defaults(func=cmd_animate)
+
+    plot = sub.add_parser("plot", help="time series of a run (PNG, SVG or PDF)")
+    plot.add_argument("run", help="run folder or its run.h5")
+    plot.add_argument("-o", "--output", help="figure file (default: timeseries.png beside the run)")
+    plot.add_argument("--series", help="comma-separated series names (default: the key diagnostics)")
+    plot.add_argument("--log", action="store_true", help="logarithmic y axes")
+    plot.set_defaults(func=cmd_plot)
+
+    compare = sub.add_parser("compare", help="overlay the time series of several runs (treatment arms)")
+    compare.add_argument("runs", nargs="+", help="run folders or run.h5 files")
+    compare.add_argument("-o", "--output", required=True, help="figure file")
+    compare.add_argument("--series", help="comma-separated series names")
+    compare.add_argument("--labels", help="comma-separated legend labels (default: each run's name)")
+    compare.add_argument("--log", action="store_true", help="logarithmic y axes")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -162,6 +162,9 @@ class OutputConfig(_Section):
     series_every: PositiveFloat | None = None
     check_every: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] = 100
     compression: Literal["gzip", "lzf", "none"] = "gzip"
+    # At the end of a run: a PNG of the final state and a plot of the time series
+    # (needs the `viz` extra; skipped with a note when it is not installed).
+    pictures: StrictBool = True
 
 
 class ChemotaxisConfig(_Section):
