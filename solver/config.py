@@ -110,8 +110,32 @@ class FileSource(_Section):
     dataset: str | None = None
 
 
+class VesselSource(_Section):
+    """A generated vessel map: {vessels: {kind: network, seed: 1, ...}} (solver.vasculature)."""
+
+    vessels: dict[str, Any]
+
+
+class TumourSource(_Section):
+    """An initial tumour: {tumour: {kind: sphere, radius: 300, density: 1e8}} (solver.tumour_shapes)."""
+
+    tumour: dict[str, Any]
+
+
+_SOURCE_KINDS = {"file": "<file>", "vessels": "<vessels>", "tumour": "<tumour>"}
+
+
 def _source_kind(value: Any) -> str:
-    return "<file>" if isinstance(value, (dict, FileSource)) else "<expression>"
+    if isinstance(value, FileSource):
+        return "<file>"
+    if isinstance(value, (VesselSource, TumourSource)):
+        return "<vessels>" if isinstance(value, VesselSource) else "<tumour>"
+    if isinstance(value, dict):
+        for key, tag in _SOURCE_KINDS.items():
+            if key in value:
+                return tag
+        return "<file>"  # reports the missing `file` key and the valid keys
+    return "<expression>"
 
 
 def _spacing_kind(value: Any) -> str:
@@ -121,7 +145,10 @@ def _spacing_kind(value: Any) -> str:
 # Union members are tagged with names that cannot be config keys, so that error
 # locations can drop them (see _is_union_tag).
 Source = Annotated[
-    Annotated[Expression, Tag("<expression>")] | Annotated[FileSource, Tag("<file>")],
+    Annotated[Expression, Tag("<expression>")]
+    | Annotated[FileSource, Tag("<file>")]
+    | Annotated[VesselSource, Tag("<vessels>")]
+    | Annotated[TumourSource, Tag("<tumour>")],
     Discriminator(_source_kind),
 ]
 Spacing = Annotated[
@@ -192,23 +219,90 @@ class SpeciesConfig(_Section):
         return normalise_boundary(value)
 
 
-class ModelConfig(_Section):
-    """A model written as data: parameters, static maps and species."""
+class SystemicConfig(_Section):
+    """A systemic scalar y (e.g. circulating lymphocytes): dy/dt = rate(t, systemic, agents)."""
 
+    initial: Expression
+    rate: Expression
+    units: str = ""
+
+
+class PKConfig(_Section):
+    """Plasma pharmacokinetics of an agent (solver.systemic.pk): concentration = amount / volume.
+
+    One compartment: dX/dt = -k_el X + R(t)/V. Two: a peripheral compartment exchanging
+    with rates k12, k21 (volume_peripheral V2). Give `k_el` or `half_life` (= ln 2 / k_el).
+    """
+
+    model: Literal["one", "two"] = "one"
+    volume: Expression = 1.0
+    k_el: Expression | None = None
+    half_life: Expression | None = None
+    k12: Expression | None = None
+    k21: Expression | None = None
+    volume_peripheral: Expression | None = None
+
+
+class AgentConfig(_Section):
+    """A treatment agent. Its name in expressions is its plasma concentration when it has
+    `pk`, else the current infusion rate of its schedule (e.g. adoptive T-cell transfer)."""
+
+    pk: PKConfig | None = None
+    units: str = ""
+
+
+class DiagnosticConfig(_Section):
+    """A scalar recorded in the time series: the `integral` or `mean` of an expression over
+    the cells where `where` holds, or `auc_of` another diagnostic (trapezoid over records)."""
+
+    integral: Expression | None = None
+    mean: Expression | None = None
+    where: str | None = None
+    auc_of: str | None = None
+    units: str = ""
+
+
+class ModelConfig(_Section):
+    """A model written as data: parameters, static maps, species, systemic scalars, agents.
+
+    `builtin: NAME` starts from a model shipped with tumorsim (solver/models/NAME.yaml),
+    `variant` picks one of its parameter sets; every other key overrides it key by key.
+    """
+
+    builtin: str | None = None
+    variant: str | None = None
     parameters: dict[str, Number] = Field(default_factory=dict)
     maps: dict[str, Source] = Field(default_factory=dict)
     species: dict[str, SpeciesConfig] = Field(min_length=1)
+    systemic: dict[str, SystemicConfig] = Field(default_factory=dict)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    diagnostics: dict[str, DiagnosticConfig] = Field(default_factory=dict)
 
-    @field_validator("parameters", "maps", "species", mode="after")
+    @field_validator("parameters", "maps", "species", "systemic", "agents", "diagnostics", mode="after")
     @classmethod
     def _check_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        what = {"parameters": "parameter", "maps": "map", "species": "species"}[info.field_name]
+        what = {"parameters": "parameter", "maps": "map", "species": "species", "systemic": "systemic",
+                "agents": "agent", "diagnostics": "diagnostic"}[info.field_name]
         for name in value:
             try:
                 check_name(name)
             except ValueError as exc:
                 raise ValueError(f"{what} name {exc}") from None
         return value
+
+
+class DoseConfig(_Section):
+    """One treatment entry: a bolus (`dose`) or an infusion (`dose_rate` for `duration`),
+    from `start`, repeated `count` times `every` (solver.systemic.schedule)."""
+
+    agent: str
+    kind: Literal["bolus", "infusion"]
+    dose: Number | None = None
+    dose_rate: Number | None = None
+    duration: Number | None = None
+    start: Number = 0.0
+    every: Number | None = None
+    count: Annotated[int, BeforeValidator(_not_bool)] = 1
 
 
 class RunConfig(_Section):
@@ -221,6 +315,7 @@ class RunConfig(_Section):
     time: TimeConfig
     output: OutputConfig = Field(default_factory=OutputConfig)
     model: ModelConfig
+    treatment: list[DoseConfig] = Field(default_factory=list)
 
     _base_dir: Path = PrivateAttr(default=Path("."))
 
@@ -405,10 +500,39 @@ def parse_config(data: Any, source: str = "<config>") -> RunConfig:
             f"{source}: a config must be a mapping of keys ({', '.join(RunConfig.model_fields)}), "
             f"got {got}"
         )
+    data = _with_builtin_model(data, source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_one_line(exc)}") from None
+
+
+def _with_builtin_model(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Expand `model: NAME` / `model: {builtin: NAME, variant: V, ...}` into the full model."""
+    model = data.get("model")
+    if isinstance(model, str):
+        model = {"builtin": model}
+    if not isinstance(model, dict) or model.get("builtin") is None:
+        return data
+    from solver.models import builtin_model
+
+    try:
+        base = builtin_model(str(model["builtin"]), model.get("variant"))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: model.{exc}") from None
+    overrides = {k: v for k, v in model.items() if k not in ("builtin", "variant")}
+    return {**data, "model": deep_merge(base, overrides)}
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied key by key (mappings merge, anything else replaces)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def builtin_config_path(name: str) -> Path:

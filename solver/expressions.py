@@ -2,6 +2,7 @@
 
 Public API:
     parse_expression(text, allowed_names, where) -> sympy.Expr
+    parse_condition(text, allowed_names, where) -> sympy boolean (for diagnostics `where:`)
     FUNCTIONS: the function names an expression may call.
 
 The text is parsed with Python's `ast` (syntax only, nothing executed) and the
@@ -259,3 +260,17 @@ class _Converter:
             "the condition of 'a if cond else b' must be a comparison",
             "use < <= > >=, joined by and/or",
         )
+
+
+def parse_condition(text: str, allowed_names: Iterable[str], where: str) -> sp.Basic:
+    """Parse a condition such as "T > 1e6" (comparisons joined by and/or) through the whitelist.
+
+    Returns a sympy relational or boolean (sympy.true / sympy.false when it is constant).
+    """
+    if not isinstance(text, str):
+        raise ExpressionError(f"{where}: expected a condition such as \"T > 1e6\", got {text!r}")
+    # Parsed as the condition of a conditional expression, the one place comparisons are allowed.
+    expr = parse_expression(f"1 if ({text}) else 0", allowed_names, where)
+    if isinstance(expr, sp.Piecewise):
+        return expr.args[0].cond
+    return sp.true if expr == 1 else sp.false

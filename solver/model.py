@@ -25,13 +25,15 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from solver.config import FileSource, RunConfig
+from solver.config import FileSource, PKConfig, RunConfig, TumourSource, VesselSource
 from solver.errors import ConfigError
-from solver.expressions import parse_expression
+from solver.expressions import parse_condition, parse_expression
 from solver.grid import AXES, BoundaryConditions, Grid
-from solver.systemic.pk import PlasmaPK
+from solver.systemic.pk import PlasmaPK, half_life_to_rate
 from solver.systemic.schedule import Schedule
-from solver.vasculature import load_map
+from solver.systemic.schedule import DoseSpec, expand_schedule
+from solver.tumour_shapes import tumour_density
+from solver.vasculature import load_map, vessel_map
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Species:
     diffusion: float
     reaction: sp.Expr
     boundary: BoundaryConditions
-    initial: sp.Expr | FileSource
+    initial: StaticSource
     chemotaxis: Chemotaxis | None = None
     nonnegative: bool = True
 
@@ -83,16 +85,34 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class Diagnostic:
+    """A recorded scalar: kind "integral" (sum of expr * cell volume over cells where
+    `where` holds), "mean" (that integral over the volume where it holds), or "auc"
+    (time integral of the diagnostic `of`)."""
+
+    name: str
+    kind: str
+    expr: sp.Expr | None = None
+    where: sp.Basic | None = None
+    of: str | None = None
+    units: str = ""
+
+
+StaticSource = sp.Expr | FileSource | VesselSource | TumourSource
+
+
+@dataclass(frozen=True)
 class Model:
     """All species, static maps and systemic scalars of a run, parameters substituted."""
 
     species: tuple[Species, ...]
     parameters: dict[str, float]
-    maps: dict[str, sp.Expr | FileSource] = field(default_factory=dict)
+    maps: dict[str, StaticSource] = field(default_factory=dict)
     base_dir: Path = Path(".")
     systemic: tuple[SystemicVariable, ...] = ()
     agents: tuple[Agent, ...] = ()
     schedule: Schedule | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
 
     @property
     def systemic_names(self) -> tuple[str, ...]:
@@ -129,11 +149,25 @@ class Model:
             out[i] = self._evaluate_static(spec, grid, {}, f"model.maps.{name}")
         return out
 
-    def _evaluate_static(
-        self, spec: sp.Expr | FileSource, grid: Grid, maps: np.ndarray | dict, where: str
-    ) -> np.ndarray:
+    def _evaluate_static(self, spec: StaticSource, grid: Grid, maps: np.ndarray | dict, where: str) -> np.ndarray:
         if isinstance(spec, FileSource):
             return load_array(self.base_dir, spec, grid.shape, where)
+        if isinstance(spec, VesselSource):
+            opts = dict(spec.vessels)
+            kind = opts.pop("kind", "network")
+            seed = opts.pop("seed", 0)
+            return vessel_map(grid.shape, grid.spacing, kind, seed=seed, **opts)
+        if isinstance(spec, TumourSource):
+            opts = dict(spec.tumour)
+            kind = opts.pop("kind", "sphere")
+            if "density" not in opts:
+                raise ConfigError(f"{where}.tumour: missing required key 'density'")
+            try:
+                return tumour_density(grid.shape, grid.spacing, kind, **opts)
+            except TypeError as exc:  # an option tumour_density does not take
+                raise ConfigError(
+                    f"{where}.tumour: {exc}; valid keys: kind, density, centre, radius, radii, smooth"
+                ) from None
         coords = grid.coordinates()
         values = {str(c): coords[str(c)] for c in COORDS}
         for i, name in enumerate(self.map_names if len(maps) else ()):
@@ -164,9 +198,7 @@ def build_model(config: RunConfig) -> Model:
     param_syms = {sp.Symbol(k, real=True): sp.Float(v) for k, v in params.items()}
     species_names = list(mc.species)
     map_names = list(mc.maps)
-    clash = set(species_names) & (set(params) | set(map_names)) | (set(params) & set(map_names))
-    if clash:
-        raise ConfigError(f"model: name {sorted(clash)[0]!r} is used twice (species, parameters and maps need distinct names)")
+    _check_distinct({"species": species_names, "parameter": list(params), "map": map_names})
 
     def constant(text: object, where: str) -> float:
         expr = parse_expression(text, params, where).xreplace(param_syms)
@@ -181,13 +213,28 @@ def build_model(config: RunConfig) -> Model:
         return value
 
     static_names = [*params, *AXES]
-    maps: dict[str, sp.Expr | FileSource] = {}
+    maps: dict[str, StaticSource] = {}
     for name, spec in mc.maps.items():
-        maps[name] = spec if isinstance(spec, FileSource) else parse_expression(
+        maps[name] = spec if not isinstance(spec, (str, int, float)) else parse_expression(
             spec, static_names, f"model.maps.{name}"
         ).xreplace(param_syms)
 
-    reaction_names = [*species_names, *params, *map_names, "t", *AXES]
+    systemic_vars = [*mc.systemic]
+    agent_names = [*mc.agents]
+    _check_distinct({"species": species_names, "parameter": list(params), "map": map_names,
+                     "systemic": systemic_vars, "agent": agent_names})
+    systemic = tuple(
+        SystemicVariable(
+            name=name,
+            initial=constant(sc.initial, f"model.systemic.{name}.initial"),
+            rate=parse_expression(sc.rate, [*params, "t", *systemic_vars, *agent_names],
+                                  f"model.systemic.{name}.rate").xreplace(param_syms),
+        )
+        for name, sc in mc.systemic.items()
+    )
+    agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant)) for name, ac in mc.agents.items())
+
+    reaction_names = [*species_names, *params, *map_names, "t", *AXES, *systemic_vars, *agent_names]
     species = []
     for name, sc in mc.species.items():
         where = f"model.species.{name}"
@@ -197,7 +244,7 @@ def build_model(config: RunConfig) -> Model:
         reaction = parse_expression(sc.reaction, reaction_names, f"{where}.reaction").xreplace(param_syms)
         if reaction.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise ConfigError(f"{where}.reaction: evaluates to an infinite value (division by zero?)")
-        initial = sc.initial if isinstance(sc.initial, FileSource) else parse_expression(
+        initial = sc.initial if not isinstance(sc.initial, (str, int, float)) else parse_expression(
             sc.initial, [*static_names, *map_names], f"{where}.initial"
         ).xreplace(param_syms)
         chemo = None
@@ -221,8 +268,68 @@ def build_model(config: RunConfig) -> Model:
                 nonnegative=sc.nonnegative,
             )
         )
+    diagnostics = _diagnostics(mc, reaction_names, param_syms)
+    schedule = _schedule(config, agent_names)
     _check_periodic_consistency(species)
-    return Model(tuple(species), params, maps, config.base_dir)
+    return Model(tuple(species), params, maps, config.base_dir, systemic, agents, schedule, diagnostics)
+
+
+def _check_distinct(groups: dict[str, list[str]]) -> None:
+    seen: dict[str, str] = {}
+    for what, names in groups.items():
+        for name in names:
+            if name in seen:
+                raise ConfigError(
+                    f"model: {name!r} is both a {seen[name]} and a {what} name; names must be distinct"
+                )
+            seen[name] = what
+
+
+def _plasma_pk(name: str, pk: PKConfig | None, constant) -> PlasmaPK | None:
+    """The agent's PlasmaPK from its config, parameter expressions evaluated."""
+    if pk is None:
+        return None
+    where = f"model.agents.{name}.pk"
+    if (pk.k_el is None) == (pk.half_life is None):
+        raise ConfigError(f"{where}: give exactly one of k_el and half_life")
+    k_el = (constant(pk.k_el, f"{where}.k_el") if pk.k_el is not None
+            else half_life_to_rate(constant(pk.half_life, f"{where}.half_life")))
+    optional = {k: constant(getattr(pk, k), f"{where}.{k}") for k in ("k12", "k21", "volume_peripheral")
+                if getattr(pk, k) is not None}
+    return PlasmaPK(model=pk.model, volume=constant(pk.volume, f"{where}.volume"), k_el=k_el,
+                    label=where, **optional)
+
+
+def _diagnostics(mc, names: list[str], param_syms: dict) -> tuple[Diagnostic, ...]:
+    out = []
+    for name, dc in mc.diagnostics.items():
+        where = f"model.diagnostics.{name}"
+        given = [k for k in ("integral", "mean", "auc_of") if getattr(dc, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"{where}: give exactly one of integral, mean, auc_of")
+        kind = given[0]
+        if kind == "auc_of":
+            if dc.auc_of not in mc.diagnostics or list(mc.diagnostics).index(dc.auc_of) > list(mc.diagnostics).index(name):
+                earlier = ", ".join(list(mc.diagnostics)[: list(mc.diagnostics).index(name)]) or "(none)"
+                raise ConfigError(f"{where}.auc_of: {dc.auc_of!r} is not a diagnostic defined before it; earlier: {earlier}")
+            out.append(Diagnostic(name, "auc", of=dc.auc_of, units=dc.units))
+            continue
+        expr = parse_expression(getattr(dc, kind), names, f"{where}.{kind}").xreplace(param_syms)
+        cond = None if dc.where is None else parse_condition(dc.where, names, f"{where}.where").xreplace(param_syms)
+        out.append(Diagnostic(name, kind, expr=expr, where=cond, units=dc.units))
+    return tuple(out)
+
+
+def _schedule(config: RunConfig, agent_names: list[str]) -> Schedule | None:
+    if not config.treatment:
+        return None
+    for i, d in enumerate(config.treatment):
+        if d.agent not in agent_names:
+            raise ConfigError(
+                f"treatment[{i}].agent: {d.agent!r} is not an agent of the model; agents: {', '.join(agent_names) or '(none)'}"
+            )
+    specs = [DoseSpec(**d.model_dump()) for d in config.treatment]
+    return expand_schedule(specs, config.time.end)
 
 
 def _check_periodic_consistency(species: list[Species]) -> None:
