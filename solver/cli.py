@@ -69,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             f"  {n:<{width}}  {total:12.5g}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}"
         )
+    if summary.final_diagnostics:
+        print("  " + ", ".join(f"{k} = {v:.4g}" for k, v in summary.final_diagnostics.items()))
     print(f"files: {summary.run_file}")
     print(f"       {summary.run_file.with_suffix('.xdmf')} (open in ParaView)")
     print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")

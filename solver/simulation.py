@@ -3,13 +3,17 @@
 Public API:
     Simulation(config, out_dir=None, overwrite=False)
         .plan            dt, its bound and what sets it, step count, output times
-        .run() -> RunSummary
+        .start(backend) -> RunningState      fields on the device + systemic runtime
+        .advance(state, t_end)               steps, landing on every dose start/stop
+        .evolve(t_end) -> np.ndarray         in memory, no files
+        .run() -> RunSummary                 the whole run with its files
     RunSummary           where the files are, and what happened
     output_times(end, every) -> list[float]
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time as wallclock
@@ -27,7 +31,9 @@ from solver.grid import Grid
 from solver.integrators.explicit import ExplicitIntegrator, FieldState, choose_dt, explicit_stability_bound
 from solver.io.hdf5_writer import RunWriter
 from solver.io.run_folder import RUN_FILE, prepare_run_folder
+from solver.diagnostics import DiagnosticsEvaluator
 from solver.model import build_model
+from solver.systemic.runtime import SystemicRuntime
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,7 @@ class RunSummary:
     final_totals: dict[str, float] = field(default_factory=dict)
     final_min: dict[str, float] = field(default_factory=dict)
     final_max: dict[str, float] = field(default_factory=dict)
+    final_diagnostics: dict[str, float] = field(default_factory=dict)
 
 
 def _merge(a: list[float], b: list[float]) -> list[float]:
@@ -82,6 +89,19 @@ def _merge(a: list[float], b: list[float]) -> list[float]:
 
 def _contains(times: list[float], t: float) -> bool:
     return any(abs(t - s) <= 1e-12 * max(1.0, abs(t)) for s in times)
+
+
+@dataclass
+class RunningState:
+    """Everything that evolves during a run: device fields and the systemic scalars."""
+
+    integrator: ExplicitIntegrator
+    fields: FieldState
+    systemic: SystemicRuntime
+
+    @property
+    def backend(self) -> Backend:
+        return self.integrator.backend
 
 
 class Simulation:
@@ -98,9 +118,16 @@ class Simulation:
         self.maps = self.model.static_maps(self.grid, self.dtype)
         self.plan = self._plan()
 
+    def dose_times(self, t_end: float) -> list[float]:
+        """Every dose start and stop up to t_end: steps land on them exactly."""
+        schedule = self.model.schedule
+        return [t for t in (schedule.event_times() if schedule else ()) if 0.0 <= t <= t_end]
+
     def _plan(self) -> RunPlan:
         cfg = self.config
-        bound = explicit_stability_bound(self.model, self.grid, self.u0)
+        runtime = SystemicRuntime(self.model)
+        runtime.apply_boluses(0.0)
+        bound = explicit_stability_bound(self.model, self.grid, self.u0, runtime.values(0.0))
         dt = choose_dt(cfg.time, bound)
         end = cfg.time.end
         snap_every = cfg.output.snapshot_every or end / 10
@@ -109,12 +136,12 @@ class Simulation:
         series = output_times(end, series_every)
         if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
             dt = series_every
-        events = [0.0, *_merge(snaps, series)]
-        steps = sum(max(1, math.ceil((b - a) / dt * (1 - 1e-12))) for a, b in zip(events, events[1:]) if b > a)
+        events = _merge([0.0, *snaps, *series], self.dose_times(end))
+        steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
 
-    def start(self, backend: Backend | None = None) -> tuple[ExplicitIntegrator, FieldState]:
-        """Put the initial state on the backend's device and build the integrator."""
+    def start(self, backend: Backend | None = None) -> RunningState:
+        """Put the initial state on the backend's device; give the boluses due at t = 0."""
         backend = backend or get_backend(self.config.backend)
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
@@ -122,25 +149,59 @@ class Simulation:
         integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every)
         maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
         u = backend.to_device(self.u0)
-        state = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps))
-        return integrator, state
+        fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps))
+        systemic = SystemicRuntime(self.model)
+        systemic.apply_boluses(0.0)
+        return RunningState(integrator, fields, systemic)
+
+    def advance(self, state: RunningState, t_end: float) -> None:
+        """Step to t_end, landing on every dose start and stop on the way (boluses given there)."""
+        for t in _merge(self.dose_times(t_end), [t_end]):
+            if t <= state.fields.t:
+                continue
+            state.integrator.advance(state.fields, t, state.systemic)
+            state.systemic.apply_boluses(t)
 
     def evolve(self, t_end: float | None = None, backend: Backend | None = None) -> np.ndarray:
         """Step to t_end (default: time.end) without writing files; return the fields on the host."""
-        integrator, state = self.start(backend)
-        integrator.advance(state, self.config.time.end if t_end is None else t_end)
-        integrator.check(state)
-        return integrator.backend.to_host(state.u)
+        state = self.start(backend)
+        self.advance(state, self.config.time.end if t_end is None else t_end)
+        state.integrator.check(state.fields)
+        return state.backend.to_host(state.fields.u)
+
+    def series_names(self) -> dict[str, str]:
+        """Time-series name -> units, for every systemic scalar and agent."""
+        out = {v.name: "" for v in self.model.systemic}
+        for a in self.model.agents:
+            out[f"plasma_{a.name}" if a.pk is not None else f"rate_{a.name}"] = ""
+        return out
+
+    def record(self, state: RunningState, stats, diagnostics: DiagnosticsEvaluator) -> dict[str, float]:
+        """One time-series record: per-species total/min/max, systemic scalars, diagnostics."""
+        t = state.fields.t
+        values: dict[str, float] = {}
+        for i, n in enumerate(self.model.names):
+            values[f"total_{n}"] = float(stats.total[i])
+            values[f"min_{n}"] = float(stats.minimum[i])
+            values[f"max_{n}"] = float(stats.maximum[i])
+        scalars = state.systemic.values(t)
+        values.update(zip(self.series_names(), (float(v) for v in scalars)))
+        values.update(diagnostics.evaluate(state.fields.u, state.fields.maps, t, scalars))
+        return values
 
     def run(self) -> RunSummary:
         """Step to the end time, writing snapshots and time series; return a summary."""
         cfg, plan, grid = self.config, self.plan, self.grid
         backend = get_backend(cfg.backend)  # a missing GPU fails before anything is written
         folder = prepare_run_folder(self.out_dir, self.overwrite)
-        integrator, state = self.start(backend)
+        state = self.start(backend)
+        diagnostics = DiagnosticsEvaluator(self.model, grid, backend, self.dtype)
 
         resolved = cfg.model_dump(mode="json")
         (folder / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        schedule = self.model.schedule
+        doses = {a: [b.time for b in schedule.boluses.get(a, ())] + [i.start for i in schedule.infusions.get(a, ())]
+                 for a in schedule.agents()} if schedule else {}
         attrs = {
             "tumorsim_version": __version__,
             "backend": backend.name,
@@ -153,39 +214,41 @@ class Simulation:
             "time_unit": cfg.time.unit,
             "dt": plan.dt,
             "dt_limited_by": plan.limited_by,
+            "dose_times_json": json.dumps({a: sorted(t) for a, t in doses.items()}),
         }
         names = self.model.names
-        events = _merge(list(plan.snapshot_times), list(plan.series_times))
+        series_times, snapshot_times = list(plan.series_times), list(plan.snapshot_times)
         started = wallclock.perf_counter()
         with RunWriter(folder / RUN_FILE, grid, names, self.dtype, attrs, cfg.output.compression,
                        dict(zip(self.model.map_names, self.maps))) as writer:
-            for t_event in events:
-                integrator.advance(state, t_event)
-                stats = integrator.check(state)
-                if _contains(list(plan.series_times), t_event):
-                    values = {}
-                    for i, n in enumerate(names):
-                        values[f"total_{n}"] = stats.total[i]
-                        values[f"min_{n}"] = stats.minimum[i]
-                        values[f"max_{n}"] = stats.maximum[i]
-                    writer.write_series(state.t, values)
-                if _contains(list(plan.snapshot_times), t_event):
-                    writer.write_snapshot(state.t, backend.to_host(state.u))
+            for t_event in _merge(series_times, snapshot_times):
+                self.advance(state, t_event)
+                stats = state.integrator.check(state.fields)
+                if _contains(series_times, t_event):
+                    writer.write_series(t_event, self.record(state, stats, diagnostics))
+                if _contains(snapshot_times, t_event):
+                    writer.write_snapshot(t_event, backend.to_host(state.fields.u))
                     elapsed = wallclock.perf_counter() - started
-                    log.info("t = %.6g / %.6g  step %d  (%.0f steps/s)", state.t, cfg.time.end, state.step,
-                             state.step / elapsed if elapsed > 0 else 0.0)
+                    log.info("t = %.6g / %.6g  step %d  (%.0f steps/s)", t_event, cfg.time.end,
+                             state.fields.step, state.fields.step / elapsed if elapsed > 0 else 0.0)
         backend.synchronize()
         wall = wallclock.perf_counter() - started
+        final = diagnostics.last[1] if diagnostics.last else {}
         return RunSummary(
             out_dir=folder,
             run_file=folder / RUN_FILE,
             backend=backend.name,
             device=backend.device,
-            steps=state.step,
+            steps=state.fields.step,
             dt=plan.dt,
-            t_end=state.t,
+            t_end=state.fields.t,
             wall_seconds=wall,
             final_totals={n: float(stats.total[i]) for i, n in enumerate(names)},
             final_min={n: float(stats.minimum[i]) for i, n in enumerate(names)},
             final_max={n: float(stats.maximum[i]) for i, n in enumerate(names)},
+            final_diagnostics={**dict(zip(self.series_names(), state.systemic.values(state.fields.t))), **final},
         )
+
+
+def _steps_between(a: float, b: float, dt: float) -> int:
+    return max(1, math.ceil((b - a) / dt * (1 - 1e-12))) if b > a else 0

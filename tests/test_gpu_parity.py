@@ -51,8 +51,9 @@ def test_gpu_matches_numpy_step_by_step(gpu, tmp_path, kind, dtype) -> None:
     from solver.backends.registry import get_backend
 
     sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype))
-    cpu_int, cpu = sim.start(get_backend("cpu"))
-    gpu_int, dev = sim.start(get_backend("gpu"))
+    on_cpu, on_gpu = sim.start(get_backend("cpu")), sim.start(get_backend("gpu"))
+    cpu_int, cpu = on_cpu.integrator, on_cpu.fields
+    gpu_int, dev = on_gpu.integrator, on_gpu.fields
     dt = sim.plan.dt
     for step in range(20):
         t = step * dt

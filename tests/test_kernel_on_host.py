@@ -64,7 +64,8 @@ def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype) -> None:
     sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype))
     step = host_kernel(explicit_step_source(sim.model, sim.grid, np.dtype(dtype)), tmp_path)
     ctype = ctypes.c_float if dtype == "float32" else ctypes.c_double
-    integ, state = sim.start(get_backend("cpu"))
+    running = sim.start(get_backend("cpu"))
+    integ, state = running.integrator, running.fields
     u = state.u.copy()
     out = np.full_like(u, np.nan)  # poisoned: every cell must be written
     maps = np.ascontiguousarray(state.maps)

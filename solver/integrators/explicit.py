@@ -48,7 +48,9 @@ class StepBound:
     limited_by: str
 
 
-def _species_rates(model: Model, grid: Grid, u0: np.ndarray) -> list[tuple[float, str]]:
+def _species_rates(
+    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray
+) -> list[tuple[float, str]]:
     inv_h2 = [1.0 / h**2 for h in grid.spacing]
     coords = grid.coordinates()
     maps = model.static_maps(grid, np.float64)
@@ -56,6 +58,7 @@ def _species_rates(model: Model, grid: Grid, u0: np.ndarray) -> list[tuple[float
     values.update({sp.Symbol(m, real=True): maps[i] for i, m in enumerate(model.map_names)})
     values.update({c: coords[str(c)] for c in COORDS})
     values[TIME] = 0.0
+    values.update({sp.Symbol(n, real=True): float(v) for n, v in zip(model.systemic_names, systemic0)})
     out = []
     for i, (s, jac) in enumerate(zip(model.species, model.reaction_jacobian_diagonal())):
         diffusion = 0.0
@@ -91,9 +94,16 @@ def _fmt_h(grid: Grid) -> str:
     return f"{h[0]:g}" if h[0] == h[1] == h[2] else "(" + ", ".join(f"{v:g}" for v in h) + ")"
 
 
-def explicit_stability_bound(model: Model, grid: Grid, u0: np.ndarray) -> StepBound:
-    """The largest forward-Euler dt for this model, grid and initial state (see module doc)."""
-    rates = _species_rates(model, grid, u0)
+def explicit_stability_bound(
+    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None
+) -> StepBound:
+    """The largest forward-Euler dt for this model, grid and initial state (see module doc).
+
+    `systemic0`: the systemic scalars at t = 0, in model.systemic_names order.
+    """
+    if systemic0 is None:
+        systemic0 = np.zeros(len(model.systemic_names))
+    rates = _species_rates(model, grid, u0, systemic0)
     rate, why = max(rates, key=lambda r: r[0])
     if not math.isfinite(rate):
         raise ConfigError(f"the {why.split(' (')[0]} is not finite on the initial fields")
