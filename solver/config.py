@@ -178,6 +178,10 @@ class TimeConfig(_Section):
     dt: Annotated[Literal["auto"] | float, PlainValidator(_time_step)] = "auto"
     safety: Number = Field(0.9, gt=0, le=1)
     integrator: Literal["explicit", "auto"] = "auto"
+    # explicit: forward Euler for the reactions too. linearly-implicit: each species' own
+    # sink rate lambda = max(0, -dR_i/du_i) is taken implicitly, u_new = u + dt F / (1 + dt
+    # lambda), so stiff decay and vessel exchange (P S/V w, up to 1e5/day) do not bound dt.
+    reactions: Literal["explicit", "linearly-implicit"] = "explicit"
     unit: str = ""
 
 
@@ -212,6 +216,7 @@ class SpeciesConfig(_Section):
     boundary: Any = Field("no-flux", validate_default=True)
     chemotaxis: ChemotaxisConfig | None = None
     nonnegative: StrictBool = True
+    units: str = ""
 
     @field_validator("boundary", mode="before")
     @classmethod
@@ -273,15 +278,19 @@ class ModelConfig(_Section):
     variant: str | None = None
     parameters: dict[str, Number] = Field(default_factory=dict)
     maps: dict[str, Source] = Field(default_factory=dict)
+    # Named intermediate expressions (e.g. the CD8 kill rate), usable in reactions and
+    # diagnostics and in later definitions; substituted symbolically, so both backends
+    # still compute one fused expression (common subexpressions are shared).
+    definitions: dict[str, Expression] = Field(default_factory=dict)
     species: dict[str, SpeciesConfig] = Field(min_length=1)
     systemic: dict[str, SystemicConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     diagnostics: dict[str, DiagnosticConfig] = Field(default_factory=dict)
 
-    @field_validator("parameters", "maps", "species", "systemic", "agents", "diagnostics", mode="after")
+    @field_validator("parameters", "maps", "definitions", "species", "systemic", "agents", "diagnostics", mode="after")
     @classmethod
     def _check_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        what = {"parameters": "parameter", "maps": "map", "species": "species", "systemic": "systemic",
+        what = {"parameters": "parameter", "maps": "map", "definitions": "definition", "species": "species", "systemic": "systemic",
                 "agents": "agent", "diagnostics": "diagnostic"}[info.field_name]
         for name in value:
             try:
@@ -461,6 +470,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# PyYAML follows YAML 1.1, where 1e-3 and 7.5e8 (no dot or no exponent sign) are strings.
+# Researchers write them all the time: resolve them as floats, as YAML 1.2 does.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely (no Python objects), refusing duplicate keys, 1e-3 read as a float."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML config (safe loader: no Python objects are built).
 
@@ -477,7 +505,7 @@ def load_config(path: str | Path) -> RunConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {str(path)!r}: {_first_line(str(exc))}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

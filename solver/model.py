@@ -60,6 +60,7 @@ class Species:
     initial: StaticSource
     chemotaxis: Chemotaxis | None = None
     nonnegative: bool = True
+    units: str = ""
 
     @property
     def symbol(self) -> sp.Symbol:
@@ -132,7 +133,11 @@ class Model:
 
     def reaction_jacobian_diagonal(self) -> list[sp.Expr]:
         """dR_i/du_i for each species: the local linear rate that bounds an explicit dt."""
-        return [sp.diff(s.reaction, s.symbol) for s in self.species]
+        return [_without_distributions(sp.diff(s.reaction, s.symbol)) for s in self.species]
+
+    def sink_rates(self) -> list[sp.Expr]:
+        """max(0, -dR_i/du_i): the local sink rate a linearly implicit step treats implicitly."""
+        return [sp.Max(-j, 0) if j != 0 else sp.Integer(0) for j in self.reaction_jacobian_diagonal()]
 
     def initial_fields(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
         """Initial values of every species, shape (n_species, nx, ny, nz)."""
@@ -178,6 +183,15 @@ class Model:
         if not np.all(np.isfinite(result)):
             raise ConfigError(f"{where}: the expression gives non-finite values on the grid")
         return result
+
+
+def _without_distributions(expr: sp.Expr) -> sp.Expr:
+    """Heaviside and sign (derivatives of max, min, abs) as Piecewise, which both code
+    printers handle; H(0) = 1/2 and sign(0) = 0 as in sympy."""
+    expr = expr.replace(sp.Heaviside, lambda x, *rest: sp.Piecewise(
+        (sp.Integer(1), x > 0), (sp.Integer(0), x < 0), (sp.Rational(1, 2), True)))
+    return expr.replace(sp.sign, lambda x: sp.Piecewise(
+        (sp.Integer(1), x > 0), (sp.Integer(-1), x < 0), (sp.Integer(0), True)))
 
 
 def load_array(base_dir: Path, spec: FileSource, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -235,13 +249,20 @@ def build_model(config: RunConfig) -> Model:
     agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant)) for name, ac in mc.agents.items())
 
     reaction_names = [*species_names, *params, *map_names, "t", *AXES, *systemic_vars, *agent_names]
+    definitions: dict[sp.Symbol, sp.Expr] = {}
+    _check_distinct({"name": reaction_names, "definition": list(mc.definitions)})
+    for name, text in mc.definitions.items():
+        expr = parse_expression(text, reaction_names, f"model.definitions.{name}")
+        definitions[sp.Symbol(name, real=True)] = expr.xreplace(definitions).xreplace(param_syms)
+        reaction_names.append(name)
     species = []
     for name, sc in mc.species.items():
         where = f"model.species.{name}"
         diffusion = constant(sc.diffusion, f"{where}.diffusion")
         if diffusion < 0:
             raise ConfigError(f"{where}.diffusion = {diffusion:g}; diffusion must be >= 0")
-        reaction = parse_expression(sc.reaction, reaction_names, f"{where}.reaction").xreplace(param_syms)
+        reaction = parse_expression(sc.reaction, reaction_names, f"{where}.reaction")
+        reaction = reaction.xreplace(definitions).xreplace(param_syms)
         if reaction.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise ConfigError(f"{where}.reaction: evaluates to an infinite value (division by zero?)")
         initial = sc.initial if not isinstance(sc.initial, (str, int, float)) else parse_expression(
@@ -266,9 +287,10 @@ def build_model(config: RunConfig) -> Model:
                 initial=initial,
                 chemotaxis=chemo,
                 nonnegative=sc.nonnegative,
+                units=sc.units,
             )
         )
-    diagnostics = _diagnostics(mc, reaction_names, param_syms)
+    diagnostics = _diagnostics(mc, reaction_names, {**param_syms, **definitions})
     schedule = _schedule(config, agent_names)
     _check_periodic_consistency(species)
     return Model(tuple(species), params, maps, config.base_dir, systemic, agents, schedule, diagnostics)
@@ -300,7 +322,8 @@ def _plasma_pk(name: str, pk: PKConfig | None, constant) -> PlasmaPK | None:
                     label=where, **optional)
 
 
-def _diagnostics(mc, names: list[str], param_syms: dict) -> tuple[Diagnostic, ...]:
+def _diagnostics(mc, names: list[str], substitutions: dict) -> tuple[Diagnostic, ...]:
+    """Diagnostics with definitions and parameters substituted (definitions already hold numbers)."""
     out = []
     for name, dc in mc.diagnostics.items():
         where = f"model.diagnostics.{name}"
@@ -314,8 +337,8 @@ def _diagnostics(mc, names: list[str], param_syms: dict) -> tuple[Diagnostic, ..
                 raise ConfigError(f"{where}.auc_of: {dc.auc_of!r} is not a diagnostic defined before it; earlier: {earlier}")
             out.append(Diagnostic(name, "auc", of=dc.auc_of, units=dc.units))
             continue
-        expr = parse_expression(getattr(dc, kind), names, f"{where}.{kind}").xreplace(param_syms)
-        cond = None if dc.where is None else parse_condition(dc.where, names, f"{where}.where").xreplace(param_syms)
+        expr = parse_expression(getattr(dc, kind), names, f"{where}.{kind}").xreplace(substitutions)
+        cond = None if dc.where is None else parse_condition(dc.where, names, f"{where}.where").xreplace(substitutions)
         out.append(Diagnostic(name, kind, expr=expr, where=cond, units=dc.units))
     return tuple(out)
 

@@ -116,6 +116,7 @@ class Simulation:
         self.dtype = np.dtype(config.precision)
         self.u0 = self.model.initial_fields(self.grid, self.dtype)
         self.maps = self.model.static_maps(self.grid, self.dtype)
+        self.implicit_sinks = config.time.reactions == "linearly-implicit"
         self.plan = self._plan()
 
     def dose_times(self, t_end: float) -> list[float]:
@@ -127,7 +128,7 @@ class Simulation:
         cfg = self.config
         runtime = SystemicRuntime(self.model)
         runtime.apply_boluses(0.0)
-        bound = explicit_stability_bound(self.model, self.grid, self.u0, runtime.values(0.0))
+        bound = explicit_stability_bound(self.model, self.grid, self.u0, runtime.values(0.0), self.implicit_sinks)
         dt = choose_dt(cfg.time, bound)
         end = cfg.time.end
         snap_every = cfg.output.snapshot_every or end / 10
@@ -146,7 +147,8 @@ class Simulation:
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
-        integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every)
+        integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt,
+                                        self.config.output.check_every, self.implicit_sinks)
         maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
         u = backend.to_device(self.u0)
         fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps))

@@ -55,7 +55,9 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the CPU)."""
 
-    def make_explicit_stepper(self, model: Model, grid: Grid, dtype: np.dtype) -> ExplicitStepper:
+    def make_explicit_stepper(
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False
+    ) -> ExplicitStepper:
         raise NotImplementedError
 
     def field_stats(self, u: Any, cell_volume: float) -> FieldStats:

@@ -43,7 +43,7 @@ def _face_slice(axis: int, index: int) -> tuple[Any, ...]:
 class NumpyExplicitStepper:
     """Forward-Euler step of all species with NumPy (see module docstring)."""
 
-    def __init__(self, model: Model, grid: Grid, dtype: np.dtype) -> None:
+    def __init__(self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False) -> None:
         self.model = model
         self.grid = grid
         self.dtype = np.dtype(dtype)
@@ -63,7 +63,12 @@ class NumpyExplicitStepper:
         ]
         self.args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
         self.args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
-        self.reactions = sp.lambdify(self.args, [s.reaction for s in model.species], modules="numpy", cse=True)
+        n = len(model.species)
+        sinks = model.sink_rates() if implicit_sinks else [sp.Integer(0)] * n
+        self.has_sink = [e != 0 for e in sinks]
+        self.reactions = sp.lambdify(
+            self.args, [s.reaction for s in model.species] + sinks, modules="numpy", cse=True
+        )
 
     def fill_ghosts(self, s: int, field: np.ndarray) -> np.ndarray:
         """Copy species s into its padded buffer and set the six ghost faces."""
@@ -89,7 +94,9 @@ class NumpyExplicitStepper:
         t, dt = cast(t), cast(dt)
         padded = {s: self.fill_ghosts(s, u[s]) for s in self.padded}
         scalars = [cast(v) for v in systemic]
-        rates = self.reactions(*u, *maps[: len(self.model.maps)], t, *self.coords, *scalars)
+        values = self.reactions(*u, *maps[: len(self.model.maps)], t, *self.coords, *scalars)
+        n = len(self.model.species)
+        rates, sinks = values[:n], values[n:]
         for s, species in enumerate(self.model.species):
             c = u[s]
             total = None
@@ -108,6 +115,8 @@ class NumpyExplicitStepper:
                 total = rate if total is None else total + rate
             if total is None:
                 u_new[s] = c
+            elif self.has_sink[s]:  # linearly implicit: u + dt F / (1 + dt lambda)
+                np.add(c, dt * total / (cast(1) + dt * sinks[s]), out=u_new[s], casting="same_kind")
             else:
                 np.add(c, dt * total, out=u_new[s], casting="same_kind")
 
@@ -157,5 +166,7 @@ class NumpyBackend(Backend):
     def __init__(self) -> None:
         super().__init__(device=f"CPU: {cpu_name()}")
 
-    def make_explicit_stepper(self, model: Model, grid: Grid, dtype: np.dtype) -> NumpyExplicitStepper:
-        return NumpyExplicitStepper(model, grid, dtype)
+    def make_explicit_stepper(
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False
+    ) -> NumpyExplicitStepper:
+        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks)

@@ -49,7 +49,7 @@ class StepBound:
 
 
 def _species_rates(
-    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray
+    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray, implicit_sinks: bool
 ) -> list[tuple[float, str]]:
     inv_h2 = [1.0 / h**2 for h in grid.spacing]
     coords = grid.coordinates()
@@ -78,7 +78,9 @@ def _species_rates(
         if jac != 0:
             syms = sorted(jac.free_symbols, key=str)
             val = sp.lambdify(syms, jac, modules="numpy")(*(values[x] for x in syms))
-            reaction = float(np.max(np.abs(val)))
+            val = np.asarray(val, dtype=np.float64)
+            # implicit sinks: only growth (dR/du > 0) is explicit and bounds dt
+            reaction = float(np.max(np.maximum(val, 0.0) if implicit_sinks else np.abs(val)))
         parts = {
             f"diffusion of {s.name} (D={s.diffusion:g}, h={_fmt_h(grid)})": diffusion,
             f"chemotaxis of {s.name} up {model.species[s.chemotaxis.signal].name}" if s.chemotaxis else "": chemo,
@@ -95,7 +97,8 @@ def _fmt_h(grid: Grid) -> str:
 
 
 def explicit_stability_bound(
-    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None
+    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
+    implicit_sinks: bool = False,
 ) -> StepBound:
     """The largest forward-Euler dt for this model, grid and initial state (see module doc).
 
@@ -103,7 +106,7 @@ def explicit_stability_bound(
     """
     if systemic0 is None:
         systemic0 = np.zeros(len(model.systemic_names))
-    rates = _species_rates(model, grid, u0, systemic0)
+    rates = _species_rates(model, grid, u0, systemic0, implicit_sinks)
     rate, why = max(rates, key=lambda r: r[0])
     if not math.isfinite(rate):
         raise ConfigError(f"the {why.split(' (')[0]} is not finite on the initial fields")
@@ -139,7 +142,8 @@ class ExplicitIntegrator:
     """Forward Euler, all species in one fused launch per step; lands exactly on targets."""
 
     def __init__(
-        self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float, check_every: int
+        self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float, check_every: int,
+        implicit_sinks: bool = False,
     ) -> None:
         self.backend = backend
         self.model = model
@@ -147,7 +151,7 @@ class ExplicitIntegrator:
         self.dtype = np.dtype(dtype)
         self.dt_max = dt_max
         self.check_every = check_every
-        self.stepper = backend.make_explicit_stepper(model, grid, self.dtype)
+        self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks)
 
     def advance(self, state: FieldState, t_end: float, systemic: SystemicRuntime | None = None) -> None:
         """Step from state.t to exactly t_end with equal steps no longer than dt_max.

@@ -14,8 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from solver.errors import ConfigError
 
 _DIR = Path(__file__).resolve().parent
@@ -31,10 +29,12 @@ def builtin_model(name: str, variant: str | None = None) -> dict[str, Any]:
     Raises:
         ConfigError: unknown model or variant (the message lists the valid ones).
     """
+    from solver.config import load_yaml
+
     path = _DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"builtin: no built-in model {name!r}; built-in models: {', '.join(builtin_model_names())}")
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec = load_yaml(path.read_text(encoding="utf-8"))
     model = dict(spec["model"])
     variants = spec.get("variants", {})
     chosen = variant if variant is not None else spec.get("default_variant")
