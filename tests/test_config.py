@@ -242,7 +242,7 @@ def test_unknown_key_in_model_lists_its_keys() -> None:
     data["model"]["paramters"] = {"D": 1}
     message = error_of(data)
     assert "unknown key 'model.paramters' (did you mean 'parameters'?)" in message
-    assert "valid keys: builtin, variant, parameters, maps, species, systemic, agents, diagnostics" in message
+    assert "valid keys: builtin, variant, parameters, maps, definitions, species, systemic, agents, diagnostics" in message
 
 
 def test_unknown_key_is_reported_before_the_missing_key_it_causes() -> None:
