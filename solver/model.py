@@ -74,6 +74,7 @@ class SystemicVariable:
     name: str
     initial: float
     rate: sp.Expr
+    units: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Agent:
 
     name: str
     pk: PlasmaPK | None = None
+    units: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,32 @@ class Model:
         """dR_i/du_i for each species: the local linear rate that bounds an explicit dt."""
         return [_without_distributions(sp.diff(s.reaction, s.symbol)) for s in self.species]
 
+    def loss_rates(self) -> list[sp.Expr]:
+        """lambda_i >= 0 with R_i = (rest) - lambda_i u_i for the loss terms of R_i.
+
+        Term by term (top-level sum of R_i): a term with u_i as a factor, term = u_i g, with
+        g free of 1/u_i, contributes max(0, -g): decay, vessel exchange, drug kill, and
+        nonlinear losses such as -u N L^2 (lagged: g = -u N L). Growth terms (g > 0) and
+        terms without u_i as a factor stay explicit. No derivative of a saturating term is
+        evaluated (they overflow float32 easily).
+        """
+        out = []
+        for s in self.species:
+            u = s.symbol
+            rate = sp.Integer(0)
+            for term in sp.Add.make_args(sp.expand_mul(s.reaction)):
+                if not term.has(u):
+                    continue
+                g = term / u  # sympy cancels u when it is a factor of the product
+                if sp.denom(g).has(u):
+                    continue
+                rate += -g if (-g).is_nonnegative else sp.Max(-g, 0)
+            out.append(rate)
+        return out
+
     def sink_rates(self) -> list[sp.Expr]:
-        """max(0, -dR_i/du_i): the local sink rate a linearly implicit step treats implicitly."""
-        return [sp.Max(-j, 0) if j != 0 else sp.Integer(0) for j in self.reaction_jacobian_diagonal()]
+        """The loss rate lambda_i a linearly implicit step treats implicitly (0 if none)."""
+        return self.loss_rates()
 
     def initial_fields(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
         """Initial values of every species, shape (n_species, nx, ny, nz)."""
@@ -243,10 +268,11 @@ def build_model(config: RunConfig) -> Model:
             initial=constant(sc.initial, f"model.systemic.{name}.initial"),
             rate=parse_expression(sc.rate, [*params, "t", *systemic_vars, *agent_names],
                                   f"model.systemic.{name}.rate").xreplace(param_syms),
+            units=sc.units,
         )
         for name, sc in mc.systemic.items()
     )
-    agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant)) for name, ac in mc.agents.items())
+    agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant), ac.units) for name, ac in mc.agents.items())
 
     reaction_names = [*species_names, *params, *map_names, "t", *AXES, *systemic_vars, *agent_names]
     definitions: dict[sp.Symbol, sp.Expr] = {}

@@ -173,10 +173,18 @@ class Simulation:
 
     def series_names(self) -> dict[str, str]:
         """Time-series name -> units, for every systemic scalar and agent."""
-        out = {v.name: "" for v in self.model.systemic}
+        out = {v.name: v.units for v in self.model.systemic}
         for a in self.model.agents:
-            out[f"plasma_{a.name}" if a.pk is not None else f"rate_{a.name}"] = ""
+            out[f"plasma_{a.name}" if a.pk is not None else f"rate_{a.name}"] = a.units
         return out
+
+    def units(self) -> dict[str, str]:
+        """Units of every field and time series, for the HDF5 `units` attributes."""
+        out = {s.name: s.units for s in self.model.species}
+        out.update({f"{k}_{s.name}": s.units for s in self.model.species for k in ("min", "max")})
+        out.update(self.series_names())
+        out.update({d.name: d.units for d in self.model.diagnostics})
+        return {k: v for k, v in out.items() if v}
 
     def record(self, state: RunningState, stats, diagnostics: DiagnosticsEvaluator) -> dict[str, float]:
         """One time-series record: per-species total/min/max, systemic scalars, diagnostics."""
@@ -222,7 +230,7 @@ class Simulation:
         series_times, snapshot_times = list(plan.series_times), list(plan.snapshot_times)
         started = wallclock.perf_counter()
         with RunWriter(folder / RUN_FILE, grid, names, self.dtype, attrs, cfg.output.compression,
-                       dict(zip(self.model.map_names, self.maps))) as writer:
+                       dict(zip(self.model.map_names, self.maps)), self.units()) as writer:
             for t_event in _merge(series_times, snapshot_times):
                 self.advance(state, t_event)
                 stats = state.integrator.check(state.fields)

@@ -25,7 +25,7 @@ BOUNDARIES = {
 TOLERANCE = {"float32": 2e-6, "float64": 1e-13}
 
 
-def parity_config(tmp_path, boundary, dtype):
+def parity_config(tmp_path, boundary, dtype, reactions="explicit"):
     shape = (20, 17, 33)  # odd sizes: partial last block, every face index path
     rng = np.random.default_rng(11)
     for name in ("u", "v"):
@@ -41,16 +41,17 @@ def parity_config(tmp_path, boundary, dtype):
                   "initial": {"file": str(tmp_path / "v.npy")}, "boundary": bc_v},
         },
         shape=shape, spacing=(1.0, 0.9, 1.1), end=1.0, parameters={"r": 1.0},
-        maps={"w": "1 + 0.5*sin(0.3*y)"}, precision=dtype,
+        maps={"w": "1 + 0.5*sin(0.3*y)"}, precision=dtype, reactions=reactions,
     )
 
 
+@pytest.mark.parametrize("reactions", ["explicit", "linearly-implicit"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", list(BOUNDARIES))
-def test_gpu_matches_numpy_step_by_step(gpu, tmp_path, kind, dtype) -> None:
+def test_gpu_matches_numpy_step_by_step(gpu, tmp_path, kind, dtype, reactions) -> None:
     from solver.backends.registry import get_backend
 
-    sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype))
+    sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype, reactions))
     on_cpu, on_gpu = sim.start(get_backend("cpu")), sim.start(get_backend("gpu"))
     cpu_int, cpu = on_cpu.integrator, on_cpu.fields
     gpu_int, dev = on_gpu.integrator, on_gpu.fields

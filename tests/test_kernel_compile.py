@@ -23,7 +23,8 @@ SHIPPED = sorted(data_dir("configs").glob("*.yaml"))
 def source_for(config, dtype) -> str:
     model = build_model(config)
     grid = Grid(tuple(config.grid.shape), config.grid.spacing3)
-    return explicit_step_source(model, grid, np.dtype(dtype))
+    implicit = config.time.reactions == "linearly-implicit"
+    return explicit_step_source(model, grid, np.dtype(dtype), implicit_sinks=implicit)
 
 
 def test_configs_are_shipped() -> None:

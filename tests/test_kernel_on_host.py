@@ -56,13 +56,15 @@ def host_kernel(source: str, tmp_path):
     return ctypes.CDLL(str(lib)).host_step
 
 
+@pytest.mark.parametrize("reactions", ["explicit", "linearly-implicit"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", ["no-flux", "value", "periodic", "mixed"])
-def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype) -> None:
+def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype, reactions) -> None:
     from test_gpu_parity import BOUNDARIES, parity_config
 
-    sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype))
-    step = host_kernel(explicit_step_source(sim.model, sim.grid, np.dtype(dtype)), tmp_path)
+    sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype, reactions))
+    source = explicit_step_source(sim.model, sim.grid, np.dtype(dtype), implicit_sinks=sim.implicit_sinks)
+    step = host_kernel(source, tmp_path)
     ctype = ctypes.c_float if dtype == "float32" else ctypes.c_double
     running = sim.start(get_backend("cpu"))
     integ, state = running.integrator, running.fields

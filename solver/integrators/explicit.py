@@ -34,7 +34,7 @@ from solver.backends.base import Backend, FieldStats
 from solver.config import TimeConfig
 from solver.errors import ConfigError, SimulationError
 from solver.grid import AXES, Grid
-from solver.model import COORDS, TIME, Model
+from solver.model import COORDS, TIME, Model, _without_distributions
 from solver.systemic.runtime import SystemicRuntime
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ def _species_rates(
     values[TIME] = 0.0
     values.update({sp.Symbol(n, real=True): float(v) for n, v in zip(model.systemic_names, systemic0)})
     out = []
-    for i, (s, jac) in enumerate(zip(model.species, model.reaction_jacobian_diagonal())):
+    jacobians = model.reaction_jacobian_diagonal()
+    if implicit_sinks:  # the linear losses are implicit: only the rest of dR/du bounds dt
+        jacobians = [j + _without_distributions(r) for j, r in zip(jacobians, model.loss_rates())]
+    for i, (s, jac) in enumerate(zip(model.species, jacobians)):
         diffusion = 0.0
         for a in range(3):
             n_value = sum(s.boundary.face(a, side).kind == "value" for side in (0, 1))
@@ -78,9 +81,7 @@ def _species_rates(
         if jac != 0:
             syms = sorted(jac.free_symbols, key=str)
             val = sp.lambdify(syms, jac, modules="numpy")(*(values[x] for x in syms))
-            val = np.asarray(val, dtype=np.float64)
-            # implicit sinks: only growth (dR/du > 0) is explicit and bounds dt
-            reaction = float(np.max(np.maximum(val, 0.0) if implicit_sinks else np.abs(val)))
+            reaction = float(np.max(np.abs(np.asarray(val, dtype=np.float64))))
         parts = {
             f"diffusion of {s.name} (D={s.diffusion:g}, h={_fmt_h(grid)})": diffusion,
             f"chemotaxis of {s.name} up {model.species[s.chemotaxis.signal].name}" if s.chemotaxis else "": chemo,

@@ -42,10 +42,12 @@ class RunWriter:
         attrs: dict[str, Any],
         compression: str = "gzip",
         maps: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
     ) -> None:
         import h5py
 
         self.path = Path(path)
+        self.units = units or {}  # dataset name -> unit, stored as its `units` attribute
         self.species = species
         self.file = h5py.File(self.path, "w")
         for key, value in attrs.items():
@@ -65,6 +67,8 @@ class RunWriter:
                 shuffle=bool(comp),
                 **comp,
             )
+            if self.units.get(name):
+                fields[name].attrs["units"] = self.units[name]
         group = self.file.create_group("maps")
         for name, array in (maps or {}).items():
             group.create_dataset(name, data=array, chunks=grid.shape, **comp)
@@ -93,6 +97,8 @@ class RunWriter:
             if ds is None:
                 ds = group.create_dataset(name, shape=(n,), maxshape=(None,), dtype="f8", chunks=(1024,))
                 ds[:] = np.nan  # a series that starts late is NaN before its first record
+                if self.units.get(name):
+                    ds.attrs["units"] = self.units[name]
                 self.series[name] = ds
             ds.resize((n + 1,))
             ds[n] = value
