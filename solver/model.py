@@ -141,9 +141,10 @@ class Model:
         """lambda_i >= 0 with R_i = (rest) - lambda_i u_i for the loss terms of R_i.
 
         Term by term (top-level sum of R_i): a term with u_i as a factor, term = u_i g, with
-        g free of 1/u_i, contributes max(0, -g): decay, vessel exchange, drug kill, and
-        nonlinear losses such as -u N L^2 (lagged: g = -u N L). Growth terms (g > 0) and
-        terms without u_i as a factor stay explicit. No derivative of a saturating term is
+        g finite at u_i = 0, contributes max(0, -g): decay, vessel exchange, drug kill, and
+        nonlinear losses such as -u N L^2 (lagged: g = -u N L) or Michaelis-Menten uptake
+        -q T O / (K + O) (g = -q T / (K + O)). Growth terms (g > 0) and terms without u_i
+        as a factor stay explicit. No derivative of a saturating term is
         evaluated (they overflow float32 easily).
         """
         out = []
@@ -154,8 +155,9 @@ class Model:
                 if not term.has(u):
                     continue
                 g = term / u  # sympy cancels u when it is a factor of the product
-                if sp.denom(g).has(u):
-                    continue
+                denominator = sp.denom(g)
+                if denominator.has(u) and denominator.subs(u, 0) == 0:
+                    continue  # not a factor: g would be singular at u = 0 (e.g. sqrt(u))
                 rate += -g if (-g).is_nonnegative else sp.Max(-g, 0)
             out.append(rate)
         return out
