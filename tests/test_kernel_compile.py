@@ -64,3 +64,14 @@ def test_every_boundary_kind_and_chemotaxis_compile(dtype) -> None:
 def test_compile_error_is_reported_with_the_log() -> None:
     with pytest.raises(RuntimeError, match="NVRTC failed"):
         compile_for_arch('extern "C" __global__ void k() { undefined_thing(); }')
+
+
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_line_solve_kernel_compiles_for_sm90(ctype) -> None:
+    from solver.backends.cuda_codegen import kernel_template
+
+    ptx = compile_for_arch(f"typedef {ctype} real;\n" + kernel_template("line_solve.cu"), arch="sm_90")
+    text = ptx.decode() if isinstance(ptx, bytes) else ptx
+    assert ".entry line_solve" in text
+    if ctype == "float":
+        assert ".f64" not in text

@@ -57,3 +57,54 @@ def test_no_flux_and_periodic_solves_conserve_the_total() -> None:
         out = ImplicitDiffusion1D(33, 40.0, *FACES[kind]).solve(rhs, axis=0)
         np.testing.assert_allclose(out.sum(axis=0), rhs.sum(axis=0), rtol=1e-12)
         assert out.min() >= rhs.min() - 1e-12 and out.max() <= rhs.max() + 1e-12  # maximum principle
+
+
+HARNESS = r"""
+#define __global__
+#define __restrict__ __restrict
+struct Dim { unsigned x; };
+static Dim blockIdx, threadIdx, blockDim = {128};
+typedef double real;
+%(source)s
+extern "C" void host_solve(real* u, const real* lower, const real* cprime, const real* inv_denom,
+                           const real* z, int n, long long stride, long long inner, long long outer,
+                           long long n_lines, real lo, real hi, int cyclic, real v_last) {
+    for (unsigned b = 0; b * 128 < n_lines; ++b) {
+        blockIdx.x = b;
+        for (unsigned t = 0; t < 128; ++t) { threadIdx.x = t;
+            line_solve(u, lower, cprime, inv_denom, z, n, stride, inner, outer, n_lines, lo, hi, cyclic, v_last); }
+    }
+}
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="needs g++")
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("kind", list(FACES))
+def test_cuda_line_solve_source_matches_numpy(tmp_path, axis: int, kind: str) -> None:
+    """kernels/line_solve.cu compiled with g++ on the host gives the NumPy line solve."""
+    import ctypes
+    import subprocess
+
+    from solver.integrators.line_solvers import line_layout
+    from solver.package_data import data_dir
+
+    src = tmp_path / "line.cpp"
+    src.write_text(HARNESS % {"source": (data_dir("kernels") / "line_solve.cu").read_text()})
+    lib = tmp_path / "line.so"
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True, capture_output=True)
+    host = ctypes.CDLL(str(lib)).host_solve
+    shape = (7, 5, 6)
+    rhs = np.random.default_rng(axis).uniform(0.0, 1.0, shape)
+    solver = ImplicitDiffusion1D(shape[axis], 3.5, *FACES[kind])
+    expected = solver.solve(rhs, axis)
+    u = rhs.copy()
+    n, stride, inner, outer, n_lines = line_layout(shape, axis)
+    z = solver.z if solver.periodic else np.zeros(n)
+    lo, hi = solver.boundary_rhs()
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (solver.lower, solver.cprime, solver.inv_denom, z)]
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    c_ll, c_d = ctypes.c_longlong, ctypes.c_double
+    host(ptr(u), *(ptr(a) for a in arrays), ctypes.c_int(n), c_ll(stride), c_ll(inner), c_ll(outer), c_ll(n_lines),
+         c_d(lo), c_d(hi), ctypes.c_int(int(solver.periodic)), c_d(getattr(solver, "v_last", 0.0)))
+    np.testing.assert_allclose(u, expected, rtol=1e-13, atol=1e-14)

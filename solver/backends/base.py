@@ -56,8 +56,11 @@ class Backend:
         """Wait for queued device work (no-op on the CPU)."""
 
     def make_explicit_stepper(
-        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
+        implicit_diffusion: frozenset[int] = frozenset(),
     ) -> ExplicitStepper:
+        """The fused step; species in `implicit_diffusion` get no diffusion term (an IMEX
+        integrator solves their diffusion implicitly after the step)."""
         raise NotImplementedError
 
     def field_stats(self, u: Any, cell_volume: float) -> FieldStats:

@@ -60,11 +60,14 @@ def compiled_function(source: str, name: str) -> Any:
 class CupyExplicitStepper:
     """Launches the fused explicit step: one thread per cell, all species in one launch."""
 
-    def __init__(self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False) -> None:
+    def __init__(
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
+        implicit_diffusion: frozenset[int] = frozenset(),
+    ) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = (len(model.species),) + grid.shape
         self.maps_shape = (max(len(model.maps), 1),) + grid.shape
-        self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks)
+        self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion)
         self.kernel = compiled_function(self.source, "explicit_step")
         self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
         self.n_systemic = len(model.systemic_names)
@@ -106,6 +109,7 @@ class CupyBackend(Backend):
         self.xp.cuda.get_current_stream().synchronize()
 
     def make_explicit_stepper(
-        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
+        implicit_diffusion: frozenset[int] = frozenset(),
     ) -> CupyExplicitStepper:
-        return CupyExplicitStepper(model, grid, dtype, implicit_sinks)
+        return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion)

@@ -43,11 +43,17 @@ def _face_slice(axis: int, index: int) -> tuple[Any, ...]:
 class NumpyExplicitStepper:
     """Forward-Euler step of all species with NumPy (see module docstring)."""
 
-    def __init__(self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False) -> None:
+    def __init__(
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
+        implicit_diffusion: frozenset[int] = frozenset(),
+    ) -> None:
         self.model = model
         self.grid = grid
         self.dtype = np.dtype(dtype)
-        need = [s.diffusion > 0 or s.chemotaxis is not None for s in model.species]
+        self.explicit_diffusion = [
+            s.diffusion > 0 and i not in implicit_diffusion for i, s in enumerate(model.species)
+        ]
+        need = [d or s.chemotaxis is not None for d, s in zip(self.explicit_diffusion, model.species)]
         for s in model.species:
             if s.chemotaxis is not None:
                 need[s.chemotaxis.signal] = True
@@ -121,7 +127,7 @@ class NumpyExplicitStepper:
         for s, species in enumerate(self.model.species):
             c = u[s]
             total = None
-            if species.diffusion > 0 and self.axes[s]:
+            if self.explicit_diffusion[s] and self.axes[s]:
                 p = padded[s]
                 lap = None
                 for a in self.axes[s]:
@@ -189,6 +195,7 @@ class NumpyBackend(Backend):
         super().__init__(device=f"CPU: {cpu_name()}")
 
     def make_explicit_stepper(
-        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False
+        self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
+        implicit_diffusion: frozenset[int] = frozenset(),
     ) -> NumpyExplicitStepper:
-        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks)
+        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion)

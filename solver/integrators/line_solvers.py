@@ -2,7 +2,10 @@
 
 Public API:
     ImplicitDiffusion1D(n, r, low, high)      factors of (I - r L) for one axis, computed once
-        .solve(rhs, axis, out=None)           all grid lines along `axis` at once
+        .solve(rhs, axis)                     all grid lines along `axis` at once (NumPy)
+        .boundary_rhs() -> (low, high)        2 r g of fixed-value faces, for the CUDA kernel
+    line_layout(shape, axis) -> (n, stride, inner, outer_stride, n_lines)
+                                              how kernels/line_solve.cu walks the lines
 
 Backward Euler for u_t = D u_xx on the cell-centred grid of solver/grid.py, one axis at a
 time (locally one-dimensional splitting, as BioFVM does: Ghaffarizadeh et al.,
@@ -71,6 +74,16 @@ class ImplicitDiffusion1D:
             y[i] -= self.cprime[i] * y[i + 1]
         return y
 
+    def boundary_rhs(self) -> tuple[float, float]:
+        """What fixed-value faces add to the first and last right-hand-side entries."""
+        if self.periodic:
+            return 0.0, 0.0
+        low = 2.0 * self.r * self.low.value if self.low.kind == "value" else 0.0
+        high = 2.0 * self.r * self.high.value if self.high.kind == "value" else 0.0
+        if self.n == 1:
+            return low + high, 0.0
+        return low, high
+
     def solve(self, rhs: np.ndarray, axis: int) -> np.ndarray:
         """Solve (I - r L) u = rhs on every grid line along `axis`; returns u (float64)."""
         moved = np.moveaxis(np.asarray(rhs, dtype=np.float64), axis, 0)
@@ -86,3 +99,17 @@ class ImplicitDiffusion1D:
             vz = self.z[0] + self.v_last * self.z[-1]
             y -= np.outer(self.z, vy / (1.0 + vz))
         return np.moveaxis(y.reshape(shape), 0, axis)
+
+
+def line_layout(shape: tuple[int, int, int], axis: int) -> tuple[int, int, int, int, int]:
+    """(n, stride, inner, outer_stride, n_lines) of the lines along `axis` of a C-order array.
+
+    Line l starts at (l // inner) * outer_stride + l % inner and its cells are `stride`
+    apart: x lines (stride ny nz) are numbered along y, z; y lines along x, z; z lines along x, y.
+    """
+    nx, ny, nz = shape
+    if axis == 0:
+        return nx, ny * nz, ny * nz, 0, ny * nz
+    if axis == 1:
+        return ny, nz, nz, ny * nz, nx * nz
+    return nz, 1, 1, nz, nx * ny
