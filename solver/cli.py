@@ -1,21 +1,32 @@
 """Command line: `tumorsim run | validate | view | animate | plot | compare` (also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
-with exit status 2 (bad config or arguments) or 1 (the run failed: device, files,
-blow-up); never a traceback. An unexpected exception is a bug in tumorsim: it is
-reported as one line `tumorsim: internal error: ...` (exit status 70), with the
-traceback logged only under --verbose.
+with exit status 2 (bad config, arguments, or a checkpoint that cannot be resumed)
+or 1 (the run failed: device, memory, files, blow-up); never a traceback. An
+unexpected exception is a bug in tumorsim: it is reported as one line
+`tumorsim: internal error: ...` (exit status 70), with the traceback logged only
+under --verbose.
+
+`run` stops cleanly on SIGINT or SIGTERM: it finishes the current step, writes a
+checkpoint, prints the command that resumes it and exits with 128 + the signal
+number (130, 143). `run --resume [CHECKPOINT|latest]` continues a run; `run
+--dry-run` prints the plan, memory, output size and a runtime estimate.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import shlex
+import signal
 import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from solver import __version__
-from solver.errors import ConfigError, TumorsimError
+from solver.errors import CheckpointError, ConfigError, RunInterrupted, TumorsimError
 
 if TYPE_CHECKING:
     from solver.config import RunConfig
@@ -49,17 +60,41 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from solver.simulation import Simulation
+    from solver.simulation import Simulation, StopRequest, stop_on_signals
 
+    if args.config is None and args.resume is not None and args.resume.endswith((".yaml", ".yml")):
+        args.config, args.resume = args.resume, "latest"  # `run --resume CONFIG` means the latest
+    if args.resume is not None and args.overwrite:
+        raise ConfigError("--resume continues the run in its folder; it cannot be combined with --overwrite")
+    if args.resume is not None and args.dry_run:
+        raise ConfigError("--dry-run plans a new run; it cannot be combined with --resume")
+    if args.progress_every < 0:
+        raise ConfigError(f"--progress-every must be >= 0 seconds (0: no progress), got {args.progress_every:g}")
     config = _load(args.config, args.backend, args.precision)
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
+    if args.dry_run:
+        return _dry_run(sim)
     print(
         f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
         f"dt {sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}"
+        + (f", resuming from {args.resume}" if args.resume is not None else "")
     )
-    summary = sim.run()
+    progress = Progress(sim, args.progress_every) if args.progress_every > 0 else None
+    stop = StopRequest()
+    try:
+        with stop_on_signals(stop):
+            summary = sim.run(resume=args.resume, stop=stop, on_step=progress)
+    except RunInterrupted as exc:
+        if progress is not None:
+            progress.close()
+        return _interrupted(exc, args, sim.out_dir)
+    if progress is not None:
+        progress.close()
+    session = (f" ({summary.steps_this_session} after resuming from {summary.resumed_from})"
+               if summary.resumed_from is not None else "")
     print(
-        f"done: {summary.steps} steps in {summary.wall_seconds:.2f} s on {summary.device} ({summary.backend})"
+        f"done: {summary.steps} steps{session} in {summary.wall_seconds:.2f} s on {summary.device} "
+        f"({summary.backend})"
     )
     width = max(len(n) for n in summary.final_totals)
     print(
@@ -74,10 +109,153 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"files: {summary.run_file}")
     print(f"       {summary.run_file.with_suffix('.xdmf')} (open in ParaView)")
     print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")
+    if summary.last_checkpoint is not None and summary.last_checkpoint.exists():
+        print(f"       {summary.last_checkpoint} (last checkpoint)")
     if config.output.pictures:
         for path in _final_pictures(summary.run_file):
             print(f"       {path}")
     return 0
+
+
+def resume_command(args: argparse.Namespace, out_dir: Path, checkpoint: Path) -> str:
+    """The command line that continues this run from `checkpoint`."""
+    parts = ["tumorsim", "run"]
+    if args.config:
+        parts.append(args.config)
+    parts += ["--out", str(out_dir)]
+    for option in ("backend", "precision"):
+        if getattr(args, option):
+            parts += [f"--{option}", getattr(args, option)]
+    parts += ["--resume", str(checkpoint)]
+    return shlex.join(parts)
+
+
+def _interrupted(exc: RunInterrupted, args: argparse.Namespace, out_dir: Path) -> int:
+    """Say where the run stopped and how to resume it; exit status 128 + signal number."""
+    print(f"tumorsim: {_one_line(exc)}", file=sys.stderr)
+    if exc.checkpoint is not None:
+        print(f"tumorsim: resume with: {resume_command(args, out_dir, Path(exc.checkpoint))}", file=sys.stderr)
+    else:
+        print("tumorsim: no checkpoint to resume from; run again to start over", file=sys.stderr)
+    return 128 + (exc.signum or signal.SIGINT)
+
+
+def _dry_run(sim) -> int:
+    """Print what the run would do and need, and refuse a grid that does not fit; write nothing.
+
+    The runtime is estimated from a few steps on a copy of the initial state when the
+    backend is the CPU and the grid is small enough to time quickly; otherwise it is
+    reported as unknown.
+    """
+    from solver.backends.registry import get_backend
+    from solver.simulation import available_host_memory, format_bytes
+
+    cfg, plan, grid = sim.config, sim.plan, sim.grid
+    unit = f" {cfg.time.unit}" if cfg.time.unit else ""
+    length = f" {grid.length_unit}" if grid.length_unit else ""
+    print(f"dry run of {cfg.name!r}: nothing is written")
+    print(
+        f"  grid {grid.shape} = {grid.size} cells of {' x '.join(f'{h:g}' for h in grid.spacing)}{length}; "
+        f"{len(sim.model.species)} species ({', '.join(sim.model.names)}), {len(sim.model.maps)} map(s), {sim.dtype}"
+    )
+    if not math.isfinite(plan.dt_bound):
+        why = f"nothing limits it ({plan.limited_by}): one step per time-series record"
+    elif cfg.time.dt == "auto":
+        why = f"time.safety {cfg.time.safety:g} x the stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}"
+    else:
+        why = f"time.dt as given; the stability bound is {plan.dt_bound:.6g}, set by {plan.limited_by}"
+    print(f"  dt = {plan.dt:.6g}{unit}: {why}")
+    print(
+        f"  {plan.estimated_steps} steps to t = {cfg.time.end:g}{unit}; {len(plan.snapshot_times)} snapshots, "
+        f"{len(plan.series_times)} time-series records"
+    )
+    backend = get_backend(cfg.backend)
+    memory = sim.memory_for(backend)
+    print(
+        f"  memory on {backend.device} ({backend.name}): {format_bytes(memory.device)} = fields "
+        f"{format_bytes(memory.fields)} (double-buffered) + maps {format_bytes(memory.maps)} + scratch "
+        f"{format_bytes(memory.scratch)}; host: {format_bytes(memory.setup)} to set up"
+    )
+    if backend.name == "cupy":
+        free = int(backend.xp.cuda.runtime.memGetInfo()[0])
+        print(f"  free on the GPU: {format_bytes(free)}")
+    else:
+        ram = available_host_memory()
+        print(f"  RAM available: {format_bytes(ram) if ram is not None else 'unknown'}")
+    sim.check_device_memory(backend)  # refuses a grid that does not fit
+    sizes = sim.output_bytes()
+    parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in sizes.items())
+    print(f"  output in {sim.out_dir}: up to {format_bytes(sum(sizes.values()))} uncompressed ({parts})")
+    if any((sim.out_dir / name).exists() for name in ("run.h5", "config.yaml", "checkpoints")):
+        print(f"  note: {sim.out_dir} already holds a run: a run needs --overwrite (or --resume to continue it)")
+    per_step = sim.seconds_per_step(backend)
+    if per_step is None:
+        why = "measured only on the CPU backend" if backend.name != "numpy" else "grid too large to time here"
+        print(f"  runtime: unknown ({why})")
+    else:
+        print(
+            f"  runtime: about {_duration(per_step * plan.estimated_steps)} "
+            f"({per_step * 1e3:.3g} ms per step, measured on 3 steps; records and files add to it)"
+        )
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+class Progress:
+    """Progress of a run on stderr: simulated time, steps per second and ETA.
+
+    On a terminal, a bar redrawn in place a few times a second; otherwise (CI, batch
+    jobs) a plain line every `every` seconds of wall-clock time. Called after every step.
+    """
+
+    def __init__(self, sim, every: float, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = max(sim.plan.estimated_steps, 1)
+        self.end = sim.config.time.end
+        self.unit = f" {sim.config.time.unit}" if sim.config.time.unit else ""
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = 0.25 if self.tty else every
+        self.started: float | None = None
+        self.step0 = 0
+        self.next = 0.0
+        self.drawn = False
+
+    def __call__(self, fields) -> None:
+        now = time.perf_counter()
+        if self.started is None:
+            self.started, self.step0, self.next = now, fields.step, now + self.every
+            return
+        if now < self.next:
+            return
+        self.next = now + self.every
+        rate = (fields.step - self.step0) / (now - self.started)
+        eta = _duration((self.total - fields.step) / rate) if rate > 0 else "?"
+        done = min(fields.step / self.total, 1.0)
+        text = (f"t = {fields.t:.4g} / {self.end:g}{self.unit}, step {fields.step} of {self.total}, "
+                f"{rate:.3g} steps/s, ETA {eta}")
+        if self.tty:
+            bar = "#" * int(done * 24)
+            self.stream.write(f"\r{done:4.0%} [{bar:<24}] {text}\x1b[K")
+            self.drawn = True
+        else:
+            self.stream.write(f"tumorsim: {done:.0%}, {text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line (a no-op for plain lines)."""
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
 
 
 def _final_pictures(run_file) -> list:
@@ -184,6 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="replace a run already in the output folder"
     )
+    run.add_argument(
+        "--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+        help="continue the run in the output folder from a checkpoint file, or 'latest' (the default)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true",
+        help="print grid, dt, steps, memory, output size and a runtime estimate; run nothing",
+    )
+    run.add_argument(
+        "--progress-every", type=float, default=30.0, metavar="SECONDS",
+        help="progress line interval when stderr is not a terminal (default 30; 0: no progress)",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a config without running it")
@@ -235,7 +425,8 @@ def _error(message: object, status: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 the run failed, 2 bad input)."""
+    """Run the command line; return the exit status (0 ok, 1 the run failed, 2 bad input,
+    70 internal error, 130 / 143 stopped by SIGINT / SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -244,8 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, CheckpointError) as exc:
         return _error(exc, 2)
+    except RunInterrupted as exc:  # a second signal outside the run loop
+        print(f"tumorsim: {_one_line(exc)}", file=sys.stderr)
+        return 128 + (exc.signum or signal.SIGINT)
     except TumorsimError as exc:
         return _error(exc, 1)
     except KeyboardInterrupt:

@@ -4,8 +4,8 @@ Public API:
     load_config(path) -> RunConfig      read a YAML file (safe loader) and validate it
     parse_config(data, source) -> RunConfig
     builtin_config_path(name) -> Path   a config shipped with the package (e.g. "quickstart")
-    RunConfig and its sections: GridConfig, TimeConfig, OutputConfig, ModelConfig,
-    SpeciesConfig, ChemotaxisConfig, FileSource.
+    RunConfig and its sections: GridConfig, TimeConfig, OutputConfig (with
+    CheckpointConfig), ModelConfig, SpeciesConfig, ChemotaxisConfig, FileSource.
 
 Validation is done by pydantic; its errors are turned into ONE line that names the
 key, the value and what is allowed (unknown keys list the valid keys). Expressions
@@ -185,8 +185,31 @@ class TimeConfig(_Section):
     unit: str = ""
 
 
+class CheckpointConfig(_Section):
+    """When a run writes a checkpoint into DIR/checkpoints/ (solver/io/checkpoint.py).
+
+    A checkpoint is written at the first time-series or snapshot record at which any
+    of the given intervals has passed since the last one (steps, simulated time, or
+    wall-clock seconds); checkpoints land on records so that a resumed run repeats the
+    uninterrupted run's steps exactly. The newest `keep` are kept. A run stopped by
+    SIGINT or SIGTERM writes one regardless.
+    """
+
+    every_steps: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] | None = None
+    every_time: PositiveFloat | None = None
+    every_seconds: PositiveFloat | None = None
+    keep: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] = 2
+
+
+# Without an `output.checkpoint` section: one checkpoint every 30 minutes of wall-clock time.
+DEFAULT_CHECKPOINTS = CheckpointConfig(every_seconds=1800.0)
+
+
 class OutputConfig(_Section):
-    """Where and how often a run writes; times are simulated time, check_every is steps."""
+    """Where and how often a run writes; times are simulated time, check_every is steps.
+
+    `checkpoint: null` turns periodic checkpoints off (a signal still writes one).
+    """
 
     dir: str | None = None
     snapshot_every: PositiveFloat | None = None
@@ -196,6 +219,7 @@ class OutputConfig(_Section):
     # At the end of a run: a PNG of the final state and a plot of the time series
     # (needs the `viz` extra; skipped with a note when it is not installed).
     pictures: StrictBool = True
+    checkpoint: CheckpointConfig | None = DEFAULT_CHECKPOINTS
 
 
 class ChemotaxisConfig(_Section):

@@ -3,6 +3,7 @@
 Public API:
     DiagnosticsEvaluator(model, grid, backend, dtype)
         .evaluate(u, maps, t, systemic) -> dict[name, float]
+        .get_state() / .set_state()     AUC accumulators and the last record, for checkpoints
 
 Each diagnostic of the model (solver.model.Diagnostic) is an `integral` of an
 expression over the cells where its condition holds (sum of value * cell volume),
@@ -82,3 +83,20 @@ class DiagnosticsEvaluator:
                 out[d.name] = self.auc[d.name]
         self.last = (t, dict(out))
         return out
+
+    def get_state(self) -> dict[str, Any]:
+        """{"auc": {name: accumulated value}, "last": (t, {name: value}) of the last record or None}."""
+        last = None if self.last is None else (self.last[0], dict(self.last[1]))
+        return {"auc": dict(self.auc), "last": last}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what get_state() returned, so the next record's AUCs continue exactly.
+
+        Raises:
+            ValueError: the state has other AUC diagnostics than this model.
+        """
+        if set(state["auc"]) != set(self.auc):
+            raise ValueError(f"AUC diagnostics {sorted(state['auc'])} do not match this model's {sorted(self.auc)}")
+        self.auc = {name: float(state["auc"][name]) for name in self.auc}
+        last = state.get("last")
+        self.last = None if last is None else (float(last[0]), {k: float(v) for k, v in last[1].items()})

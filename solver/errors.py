@@ -34,3 +34,18 @@ class VizError(TumorsimError):
 
 class MissingDependencyError(TumorsimError):
     """An optional package needed for pictures (PyVista, matplotlib, imageio) is not installed."""
+
+
+class CheckpointError(TumorsimError):
+    """A checkpoint asked for with --resume is missing, unreadable, or does not belong to
+    this config (different physics, grid, species or static maps)."""
+
+
+class RunInterrupted(TumorsimError):
+    """The run stopped on a signal (SIGINT, SIGTERM); `checkpoint` is the file to resume
+    from (the one just written, or an earlier one), None when there is none."""
+
+    def __init__(self, message: str, signum: int, checkpoint: object | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.checkpoint = checkpoint

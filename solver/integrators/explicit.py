@@ -4,9 +4,13 @@ Public API:
     StepBound                                      the bound and what sets it
     explicit_stability_bound(model, grid, u0) -> StepBound
     choose_dt(time_config, bound) -> float         dt: auto, or a user value checked against the bound
-    FieldState                                     device buffers (u, u_new, maps), t, step
+    FieldState                                     device buffers (u, u_new, maps), t, step, segment
+    Segment                                        an interval being stepped: (t0, t_end, n, k)
     ExplicitIntegrator(backend, model, grid, dtype, dt_max, check_every)
-        .advance(state, t_end)                     steps to t_end exactly, one fused launch per step
+        .advance(state, t_end, systemic, after_step) -> bool
+                                                   steps to t_end exactly, one fused launch per
+                                                   step; False when after_step asked to stop
+        .check(state) -> FieldStats                the blow-up guard
 
 The bound is the one under which forward Euler keeps every cell's update a
 non-negative combination of old values (so it is stable and preserves
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,15 +133,38 @@ def choose_dt(time: TimeConfig, bound: StepBound) -> float:
     return float(time.dt)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """An interval [t0, t_end] split into n equal steps, of which k are done.
+
+    Kept in FieldState while a stop request interrupts the interval, so that a run
+    resumed from a checkpoint takes exactly the remaining steps of the same size.
+    """
+
+    t0: float
+    t_end: float
+    n: int
+    k: int
+
+    @property
+    def h(self) -> float:
+        return (self.t_end - self.t0) / self.n
+
+
 @dataclass
 class FieldState:
-    """Everything that evolves on the device, double-buffered: u is current, u_new scratch."""
+    """Everything that evolves on the device, double-buffered: u is current, u_new scratch.
+
+    `segment` is the interval in progress when stepping stopped before its end
+    (None when t is the end of the last interval stepped).
+    """
 
     u: Any
     u_new: Any
     maps: Any
     t: float = 0.0
     step: int = 0
+    segment: Segment | None = None
 
 
 class ExplicitIntegrator:
@@ -154,19 +182,35 @@ class ExplicitIntegrator:
         self.check_every = check_every
         self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks)
 
-    def advance(self, state: FieldState, t_end: float, systemic: SystemicRuntime | None = None) -> None:
-        """Step from state.t to exactly t_end with equal steps no longer than dt_max.
+    def advance(
+        self,
+        state: FieldState,
+        t_end: float,
+        systemic: SystemicRuntime | None = None,
+        after_step: Callable[[FieldState], bool] | None = None,
+    ) -> bool:
+        """Step from state.t to exactly t_end with n = ceil((t_end - t) / dt_max) equal steps.
 
         The systemic scalars (if any) are handed to each step at its start time and
-        then advanced over the same step, in lockstep with the grid.
+        then advanced over the same step, in lockstep with the grid. `after_step` is
+        called after every step; when it returns True before t_end is reached, stepping
+        stops there, state.segment records the interval and the steps done, and False
+        is returned. A later call with the same t_end (in this run, or in one resumed
+        from a checkpoint of this state) takes the remaining steps of the same size, so
+        the step sequence is the uninterrupted one.
         """
-        span = t_end - state.t
-        if span <= 0:
-            return
-        n = max(1, math.ceil(span / self.dt_max * (1 - 1e-12)))
-        h = span / n
-        t0 = state.t
-        for k in range(n):
+        segment = state.segment
+        if segment is None or segment.t_end != t_end:
+            if segment is not None:
+                raise RuntimeError(
+                    f"advance to t={t_end!r} while the interval to t={segment.t_end!r} is unfinished"
+                )
+            span = t_end - state.t
+            if span <= 0:
+                return True
+            segment = Segment(state.t, t_end, max(1, math.ceil(span / self.dt_max * (1 - 1e-12))), 0)
+        t0, n, h = segment.t0, segment.n, segment.h
+        for k in range(segment.k, n):
             t = t0 + k * h
             if systemic is None:
                 self.stepper.step(state.u, state.u_new, state.maps, t, h)
@@ -178,7 +222,12 @@ class ExplicitIntegrator:
             state.t = t0 + (k + 1) * h
             if state.step % self.check_every == 0:
                 self.check(state)
+            if after_step is not None and after_step(state) and k + 1 < n:
+                state.segment = Segment(t0, t_end, n, k + 1)
+                return False
+        state.segment = None
         state.t = t_end
+        return True
 
     def check(self, state: FieldState) -> FieldStats:
         """Blow-up guard: NaN/Inf, or negative values beyond round-off in a non-negative species.

@@ -1,7 +1,8 @@
 """The output folder of a run: created if missing, never silently overwritten.
 
 Public API:
-    prepare_run_folder(path, overwrite) -> Path
+    prepare_run_folder(path, overwrite) -> Path     for a new run
+    resume_run_folder(path) -> Path                 for a run resumed from a checkpoint
     RUN_FILE: the name of the HDF5 file inside the folder
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from solver.errors import SimulationError
+from solver.errors import CheckpointError, SimulationError
 
 RUN_FILE = "run.h5"
 # What a run writes into its folder; any of them present means the folder holds a run.
@@ -42,6 +43,24 @@ def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:
         raise SimulationError(
             f"cannot create output folder {str(folder)!r}: {exc.strerror or exc}"
         ) from None
+    if not os.access(folder, os.W_OK):
+        raise SimulationError(f"output folder {str(folder)!r} is not writable")
+    return folder
+
+
+def resume_run_folder(path: str | Path) -> Path:
+    """The folder of the run to resume: it must exist and be writable (nothing is created).
+
+    Raises:
+        CheckpointError: the folder does not exist or is not a folder.
+        SimulationError: it is not writable.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise CheckpointError(
+            f"--resume: output folder {str(folder)!r} {what}; give the --out of the run to resume"
+        )
     if not os.access(folder, os.W_OK):
         raise SimulationError(f"output folder {str(folder)!r} is not writable")
     return folder

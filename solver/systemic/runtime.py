@@ -90,8 +90,27 @@ class SystemicRuntime:
         self.pk_state = end
 
     def get_state(self) -> dict[str, Any]:
+        """Copies of everything that evolves: {"y": systemic ODE values, "pk": {agent: compartments}}.
+
+        The schedule has no state of its own: doses are looked up by time, and a run
+        resumed at t gives only the boluses after t (those at t are in this state).
+        """
         return {"y": self.y.copy(), "pk": {k: v.copy() for k, v in self.pk_state.items()}}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.y = np.array(state["y"], dtype=np.float64)
-        self.pk_state = {k: np.array(v, dtype=np.float64) for k, v in state["pk"].items()}
+        """Restore what get_state() returned (float64, bit for bit).
+
+        Raises:
+            ValueError: the state has other systemic variables or agents than this model.
+        """
+        y = np.array(state["y"], dtype=np.float64)
+        pk = {k: np.array(v, dtype=np.float64) for k, v in state["pk"].items()}
+        if y.shape != self.y.shape or set(pk) != set(self.pk_state) or any(
+            pk[k].shape != v.shape for k, v in self.pk_state.items()
+        ):
+            raise ValueError(
+                f"systemic state for {y.size} variables and agents {sorted(pk)} does not fit this "
+                f"model ({self.y.size} variables, agents {sorted(self.pk_state)})"
+            )
+        self.y = y
+        self.pk_state = pk

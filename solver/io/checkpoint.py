@@ -1,0 +1,392 @@
+"""Checkpoints: the whole state of a run in one HDF5 file, written atomically.
+
+Public API:
+    Checkpoint                          what a checkpoint holds (host copies)
+    write_checkpoint(folder, checkpoint, keep) -> Path
+    read_checkpoint(path) -> Checkpoint
+    find_checkpoint(folder, which) -> Path      "latest" or a path (or a file name in folder)
+    list_checkpoints(folder) -> list[Path]      oldest first (by step)
+    remove_checkpoints(folder, after_step=None) -> list[Path]
+    remove_partial_writes(folder) -> list[Path]
+    physics_config(resolved) -> dict            the keys of a resolved config that set the answer
+    config_hash(physics) -> str
+    config_differences(old, new) -> list[str]   "key (checkpoint: a, config: b)"
+    array_sha256(array) -> str
+    CHECKPOINT_DIR                              "checkpoints", inside the run folder
+
+A checkpoint holds everything that evolves: the fields of every species (copied
+from the device), t and the step count, an interval in progress (a run stopped by
+a signal mid-way between two events resumes with the same sub-steps), the
+systemic state (SystemicRuntime.get_state), the diagnostics' AUC accumulators and
+last record, the position in the run's event list and how many time-series
+records and snapshots run.h5 held, the physics-relevant resolved config (with the
+dt it gives) and its hash, a hash of the static maps, the solver version, backend
+and device. Nothing
+else is random: generated vessel maps come from their seed, and the hash of the
+maps catches a map file that changed.
+
+Layout of DIR/checkpoints/checkpoint-<step, 12 digits>.h5:
+    /fields                 (n_species, nx, ny, nz), the run's dtype, fletcher32 checksum
+    /systemic/y             systemic ODE values (float64)
+    /systemic/pk/<agent>    plasma PK compartments (float64)
+    /diagnostics/auc        AUC accumulators; attribute `names` (JSON)
+    /diagnostics/last       the last record's diagnostics; attributes `names`, `t`
+    root attributes         format, format_version, tumorsim_version, t, step,
+                            segment (t0, t_end, n, k; absent when on an event),
+                            next_event, n_series, n_snapshots, species (JSON),
+                            physics_json, config_hash, maps_sha256, backend,
+                            device, reason, written_at
+
+Atomic write: the file is written as a hidden temporary in the same folder,
+closed (h5py flushes), fsynced, renamed over the final name with os.replace,
+and the folder is fsynced. A crash or SIGKILL at any moment leaves either the
+old set of checkpoints or the new one, never a half-written checkpoint under a
+checkpoint's name; a disk-full error removes the temporary and leaves the
+earlier checkpoints as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time as wallclock
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from solver.errors import CheckpointError, SimulationError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+FORMAT = "tumorsim-checkpoint"
+FORMAT_VERSION = 1
+_NAME_RE = re.compile(r"^checkpoint-(\d{12})\.h5$")
+_PARTIAL_RE = re.compile(r"^\.checkpoint-\d{12}\.h5\.\d+\.tmp$")
+# Output keys that change neither the steps taken nor the values computed.
+_OUTPUT_KEYS_WITHOUT_EFFECT = ("dir", "check_every", "compression", "pictures", "checkpoint")
+
+
+@dataclass
+class Checkpoint:
+    """The whole state of a run at one instant (host copies), and where it came from."""
+
+    t: float
+    step: int
+    fields: np.ndarray  # (n_species, nx, ny, nz), the run's dtype
+    species: tuple[str, ...]
+    systemic: dict[str, Any]  # SystemicRuntime.get_state()
+    diagnostics: dict[str, Any]  # DiagnosticsEvaluator.get_state()
+    next_event: int  # index of the first series/snapshot record not yet written
+    n_series: int  # records in run.h5 /timeseries when the checkpoint was written
+    n_snapshots: int  # snapshots in run.h5 /fields
+    physics: dict[str, Any]  # physics_config() of the resolved config
+    maps_sha256: str
+    backend: str
+    device: str
+    segment: tuple[float, float, int, int] | None = None  # (t0, t_end, n, k) in progress
+    reason: str = "periodic"
+    tumorsim_version: str = ""
+    config_hash: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+
+def physics_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config without the keys that do not change the answer.
+
+    Dropped: the run's name, the backend (the same physics on another device; the
+    bits may differ, and resuming warns), and the output keys that neither move the
+    steps nor change a value (folder, check interval, compression, pictures,
+    checkpoints). Kept: everything else, including output.snapshot_every and
+    output.series_every, because the steps land on every record.
+    """
+    out = {k: v for k, v in resolved.items() if k not in ("name", "backend")}
+    output = out.get("output")
+    if isinstance(output, dict):
+        out["output"] = {k: v for k, v in output.items() if k not in _OUTPUT_KEYS_WITHOUT_EFFECT}
+    return out
+
+
+def config_hash(physics: dict[str, Any]) -> str:
+    """SHA-256 of the physics-relevant config as canonical JSON (sorted keys)."""
+    text = json.dumps(physics, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (C order)."""
+    a = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+_ABSENT = object()
+
+
+def _shown(value: Any) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, each as "key (checkpoint: a, config: b)".
+
+    Mappings on both sides are compared key by key; anything else is compared whole.
+    """
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name)
+        elif a != b:
+            out.append(f"{name} (checkpoint: {_shown(a)}, config: {_shown(b)})")
+    return out
+
+
+def checkpoint_name(step: int) -> str:
+    return f"checkpoint-{step:012d}.h5"
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """The checkpoint files in `folder`, oldest (lowest step) first; temporaries excluded."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def find_checkpoint(folder: str | Path, which: str | Path) -> Path:
+    """The checkpoint to resume from: "latest" (highest step in `folder`) or a path.
+
+    A path that does not exist as given is also looked up by name inside `folder`.
+
+    Raises:
+        CheckpointError: no checkpoint in the folder, or the file does not exist.
+    """
+    folder = Path(folder)
+    if str(which) == "latest":
+        found = list_checkpoints(folder)
+        if not found:
+            raise CheckpointError(
+                f"--resume latest: no checkpoint in {str(folder)!r}; a run writes them as "
+                "output.checkpoint says, and when stopped by SIGINT or SIGTERM"
+            )
+        return found[-1]
+    path = Path(which).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_absolute() and (folder / path.name).is_file() and path.parent == Path("."):
+        return folder / path.name
+    where = "" if path.exists() else " not found"
+    kind = " is a folder, not a checkpoint file" if path.is_dir() else where
+    raise CheckpointError(f"--resume: {str(path)!r}{kind}; give a checkpoint file or 'latest'")
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete temporaries left by a checkpoint write that was killed; return them."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if _PARTIAL_RE.match(p.name):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def remove_checkpoints(folder: str | Path, after_step: int | None = None) -> list[Path]:
+    """Delete the checkpoints in `folder` (only those after `after_step`, when given)."""
+    removed = []
+    for p in list_checkpoints(folder):
+        step = int(_NAME_RE.match(p.name).group(1))  # type: ignore[union-attr]
+        if after_step is None or step > after_step:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_contents(path: Path, ck: Checkpoint) -> None:
+    """Write the checkpoint's HDF5 file at `path` (not atomic by itself)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        attrs = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tumorsim_version": ck.tumorsim_version,
+            "t": np.float64(ck.t),
+            "step": np.int64(ck.step),
+            "next_event": np.int64(ck.next_event),
+            "n_series": np.int64(ck.n_series),
+            "n_snapshots": np.int64(ck.n_snapshots),
+            "species": json.dumps(list(ck.species)),
+            "physics_json": json.dumps(ck.physics, sort_keys=True),
+            "config_hash": ck.config_hash or config_hash(ck.physics),
+            "maps_sha256": ck.maps_sha256,
+            "backend": ck.backend,
+            "device": ck.device,
+            "reason": ck.reason,
+            "written_at": wallclock.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if ck.segment is not None:
+            t0, t1, n, k = ck.segment
+            attrs["segment"] = np.array([t0, t1, n, k], dtype=np.float64)  # n, k exact in float64
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        chunks = _chunks(ck.fields)
+        f.create_dataset("fields", data=ck.fields, chunks=chunks, fletcher32=chunks is not None)
+        systemic = f.create_group("systemic")
+        systemic.create_dataset("y", data=np.asarray(ck.systemic["y"], dtype=np.float64))
+        pk = systemic.create_group("pk", track_order=True)
+        for agent, state in ck.systemic["pk"].items():
+            pk.create_dataset(agent, data=np.asarray(state, dtype=np.float64))
+        diag = f.create_group("diagnostics")
+        auc = ck.diagnostics.get("auc", {})
+        ds = diag.create_dataset("auc", data=np.array(list(auc.values()), dtype=np.float64))
+        ds.attrs["names"] = json.dumps(list(auc))
+        last = ck.diagnostics.get("last")
+        values = last[1] if last is not None else {}
+        ds = diag.create_dataset("last", data=np.array(list(values.values()), dtype=np.float64))
+        ds.attrs["names"] = json.dumps(list(values))
+        ds.attrs["t"] = np.float64(last[0]) if last is not None else np.float64(np.nan)
+
+
+def _chunks(fields: np.ndarray) -> tuple[int, ...] | None:
+    """Chunks of one species and at most 64 MiB (HDF5 allows up to 4 GiB per chunk)."""
+    if fields.ndim != 4 or not fields.size:
+        return None
+    plane = fields.shape[2] * fields.shape[3] * fields.itemsize
+    return (1, max(1, min(fields.shape[1], (64 << 20) // plane)), *fields.shape[2:])
+
+
+def write_checkpoint(folder: str | Path, checkpoint: Checkpoint, keep: int) -> Path:
+    """Write `checkpoint` atomically into `folder`; keep the newest `keep`; return its path.
+
+    Raises:
+        SimulationError: the folder cannot be created or written (permission, disk
+            full); the temporary is removed and earlier checkpoints are untouched.
+    """
+    folder = Path(folder)
+    final = folder / checkpoint_name(checkpoint.step)
+    temporary = folder / f".{final.name}.{os.getpid()}.tmp"
+    previous = list_checkpoints(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_contents(temporary, checkpoint)
+        _fsync_path(temporary)
+        os.replace(temporary, final)
+        _fsync_path(folder, directory=True)
+    except BaseException as exc:  # also a second Ctrl-C mid-write: never leave a temporary
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, (OSError, RuntimeError)):
+            kept = f"; the previous checkpoint {str(previous[-1])!r} is intact" if previous else ""
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise SimulationError(
+                f"cannot write checkpoint {str(final)!r}: {reason}{kept}"
+            ) from None
+        raise
+    checkpoint.path = final
+    for old in list_checkpoints(folder)[:-keep]:
+        if old != final:
+            old.unlink(missing_ok=True)
+    log.info("checkpoint at t = %.6g (step %d): %s", checkpoint.t, checkpoint.step, final)
+    return final
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and check a checkpoint file (format, version, checksums of the fields).
+
+    Raises:
+        CheckpointError: not a readable HDF5 file (truncated, corrupt), not a tumorsim
+            checkpoint, written by a newer format, or incomplete.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r}: not a readable HDF5 file "
+            f"(truncated or corrupt?): {_first_line(exc)}"
+        ) from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{str(path)!r} is not a tumorsim checkpoint (no format={FORMAT!r} attribute)"
+            )
+        version = int(f.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} has format version {version}; this tumorsim "
+                f"reads version {FORMAT_VERSION}"
+            )
+        try:
+            return _read_contents(f, path)
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is damaged or incomplete: {_first_line(exc)}"
+            ) from None
+
+
+def _read_contents(f: Any, path: Path) -> Checkpoint:
+    a = f.attrs
+    fields = f["fields"][()]  # the fletcher32 filter raises OSError on a corrupted chunk
+    species = tuple(json.loads(a["species"]))
+    if fields.ndim != 4 or fields.shape[0] != len(species):
+        raise ValueError(f"fields have shape {fields.shape} for {len(species)} species")
+    pk = {name: ds[()] for name, ds in f["systemic/pk"].items()}
+    auc_ds, last_ds = f["diagnostics/auc"], f["diagnostics/last"]
+    auc = dict(zip(json.loads(auc_ds.attrs["names"]), (float(v) for v in auc_ds[()])))
+    last_t = float(last_ds.attrs["t"])
+    last_values = dict(zip(json.loads(last_ds.attrs["names"]), (float(v) for v in last_ds[()])))
+    segment = None
+    if "segment" in a:
+        t0, t1, n, k = (float(v) for v in a["segment"])
+        segment = (t0, t1, int(n), int(k))
+    physics = json.loads(a["physics_json"])
+    return Checkpoint(
+        t=float(a["t"]),
+        step=int(a["step"]),
+        fields=fields,
+        species=species,
+        systemic={"y": f["systemic/y"][()], "pk": pk},
+        diagnostics={"auc": auc, "last": None if math.isnan(last_t) else (last_t, last_values)},
+        next_event=int(a["next_event"]),
+        n_series=int(a["n_series"]),
+        n_snapshots=int(a["n_snapshots"]),
+        physics=physics,
+        maps_sha256=str(a["maps_sha256"]),
+        backend=str(a["backend"]),
+        device=str(a["device"]),
+        segment=segment,
+        reason=str(a.get("reason", "")),
+        tumorsim_version=str(a["tumorsim_version"]),
+        config_hash=str(a["config_hash"]),
+        path=path,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
