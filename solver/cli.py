@@ -98,14 +98,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     width = max(len(n) for n in summary.final_totals)
     print(
-        f"  {'species':<{width}}  {'total':>12}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}"
+        f"  {'species':<{width}}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}"
     )
-    for n, total in summary.final_totals.items():
-        print(
-            f"  {n:<{width}}  {total:12.5g}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}"
-        )
-    if summary.final_diagnostics:
-        print("  " + ", ".join(f"{k} = {v:.4g}" for k, v in summary.final_diagnostics.items()))
+    for n in summary.final_totals:
+        print(f"  {n:<{width}}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}")
+    if summary.final_diagnostics:  # systemic scalars, plasma levels and the model's diagnostics
+        names = list(summary.final_diagnostics)
+        width = max(len(n) for n in names)
+        for n in names:
+            print(f"  {n:<{width}}  {summary.final_diagnostics[n]:12.5g}")
     print(f"files: {summary.run_file}")
     print(f"       {summary.run_file.with_suffix('.xdmf')} (open in ParaView)")
     print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")
@@ -411,7 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--labels", help="comma-separated legend labels (default: each run's name)")
     compare.add_argument("--log", action="store_true", help="logarithmic y axes")
     compare.set_defaults(func=cmd_compare)
+
+    from solver.benchmark import add_arguments
+
+    bench = sub.add_parser("bench", help="benchmark the explicit step (GPU; --small on the CPU)")
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from solver.benchmark import run_from_args
+
+    report = run_from_args(args)
+    print(report.summary())
+    return 0
 
 
 def _one_line(text: object) -> str:
