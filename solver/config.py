@@ -177,7 +177,9 @@ class TimeConfig(_Section):
     end: PositiveFloat
     dt: Annotated[Literal["auto"] | float, PlainValidator(_time_step)] = "auto"
     safety: Number = Field(0.9, gt=0, le=1)
-    integrator: Literal["explicit", "auto"] = "auto"
+    # explicit: forward Euler. imex: the same step with the diffusion of fast species
+    # (drugs, oxygen) solved implicitly, LOD (CPU backend so far). auto: explicit.
+    integrator: Literal["explicit", "imex", "auto"] = "auto"
     # explicit: forward Euler for the reactions too. linearly-implicit: each species' own
     # sink rate lambda = max(0, -dR_i/du_i) is taken implicitly, u_new = u + dt F / (1 + dt
     # lambda), so stiff decay and vessel exchange (P S/V w, up to 1e5/day) do not bound dt.

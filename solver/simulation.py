@@ -54,7 +54,9 @@ from solver.integrators.explicit import (
     Segment,
     choose_dt,
     explicit_stability_bound,
+    species_rates,
 )
+from solver.integrators.imex import ImexIntegrator, choose_implicit_species
 from solver.io.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -391,7 +393,15 @@ class Simulation:
         cfg = self.config
         runtime = SystemicRuntime(self.model)
         runtime.apply_boluses(0.0)
-        bound = explicit_stability_bound(self.model, self.grid, self.u0, runtime.values(0.0), self.implicit_sinks)
+        systemic0 = runtime.values(0.0)
+        self.implicit_diffusion: frozenset[int] = frozenset()
+        if cfg.time.integrator == "imex":
+            rates = species_rates(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
+            self.implicit_diffusion = choose_implicit_species([(d, total - d) for total, _, d in rates])
+            log.info("imex: implicit diffusion for %s",
+                     ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion)) or "no species")
+        bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks,
+                                         self.implicit_diffusion)
         dt = choose_dt(cfg.time, bound)
         end = cfg.time.end
         snap_every = cfg.output.snapshot_every or end / 10
@@ -411,8 +421,13 @@ class Simulation:
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
-        integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt,
-                                        self.config.output.check_every, self.implicit_sinks)
+        if self.implicit_diffusion:
+            integrator: ExplicitIntegrator = ImexIntegrator(
+                backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every,
+                self.implicit_sinks, self.implicit_diffusion)
+        else:
+            integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt,
+                                            self.config.output.check_every, self.implicit_sinks)
         maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
         systemic = SystemicRuntime(self.model)
         if checkpoint is None:

@@ -93,7 +93,7 @@ def _species_rates(
             f"reaction of {s.name} (|dR/d{s.name}| up to {reaction:.3g} at t=0)": reaction,
         }
         main = max(parts, key=parts.get)
-        out.append((diffusion + chemo + reaction, main))
+        out.append((diffusion + chemo + reaction, main, diffusion))
     return out
 
 
@@ -102,18 +102,32 @@ def _fmt_h(grid: Grid) -> str:
     return f"{h[0]:g}" if h[0] == h[1] == h[2] else "(" + ", ".join(f"{v:g}" for v in h) + ")"
 
 
-def explicit_stability_bound(
+def species_rates(
     model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
     implicit_sinks: bool = False,
+) -> list[tuple[float, str, float]]:
+    """Per species: (rate that bounds an explicit dt, what dominates it, its diffusion part)."""
+    if systemic0 is None:
+        systemic0 = np.zeros(len(model.systemic_names))
+    return _species_rates(model, grid, u0, systemic0, implicit_sinks)
+
+
+def explicit_stability_bound(
+    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
+    implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(),
 ) -> StepBound:
     """The largest forward-Euler dt for this model, grid and initial state (see module doc).
 
     `systemic0`: the systemic scalars at t = 0, in model.systemic_names order.
+    `implicit_diffusion`: species whose diffusion an IMEX step solves implicitly (left out).
     """
-    if systemic0 is None:
-        systemic0 = np.zeros(len(model.systemic_names))
-    rates = _species_rates(model, grid, u0, systemic0, implicit_sinks)
-    rate, why = max(rates, key=lambda r: r[0])
+    rates = species_rates(model, grid, u0, systemic0, implicit_sinks)
+    rates = [
+        (total - diffusion, f"the explicit part of {model.species[i].name}", diffusion)
+        if i in implicit_diffusion else (total, why, diffusion)
+        for i, (total, why, diffusion) in enumerate(rates)
+    ]
+    rate, why, _ = max(rates, key=lambda r: r[0])
     if not math.isfinite(rate):
         raise ConfigError(f"the {why.split(' (')[0]} is not finite on the initial fields")
     if rate <= 0:
@@ -172,7 +186,7 @@ class ExplicitIntegrator:
 
     def __init__(
         self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float, check_every: int,
-        implicit_sinks: bool = False,
+        implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(),
     ) -> None:
         self.backend = backend
         self.model = model
@@ -180,7 +194,7 @@ class ExplicitIntegrator:
         self.dtype = np.dtype(dtype)
         self.dt_max = dt_max
         self.check_every = check_every
-        self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks)
+        self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks, implicit_diffusion)
 
     def advance(
         self,
@@ -212,11 +226,7 @@ class ExplicitIntegrator:
         t0, n, h = segment.t0, segment.n, segment.h
         for k in range(segment.k, n):
             t = t0 + k * h
-            if systemic is None:
-                self.stepper.step(state.u, state.u_new, state.maps, t, h)
-            else:
-                self.stepper.step(state.u, state.u_new, state.maps, t, h, systemic.values(t))
-                systemic.advance(t, h)
+            self._step(state, t, h, systemic)
             state.u, state.u_new = state.u_new, state.u
             state.step += 1
             state.t = t0 + (k + 1) * h
@@ -228,6 +238,14 @@ class ExplicitIntegrator:
         state.segment = None
         state.t = t_end
         return True
+
+    def _step(self, state: FieldState, t: float, h: float, systemic: SystemicRuntime | None) -> None:
+        """One step: u_new from u (one fused launch); the systemic scalars advance with it."""
+        if systemic is None:
+            self.stepper.step(state.u, state.u_new, state.maps, t, h)
+        else:
+            self.stepper.step(state.u, state.u_new, state.maps, t, h, systemic.values(t))
+            systemic.advance(t, h)
 
     def check(self, state: FieldState) -> FieldStats:
         """Blow-up guard: NaN/Inf, or negative values beyond round-off in a non-negative species.
