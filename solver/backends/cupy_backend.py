@@ -90,6 +90,49 @@ class CupyExplicitStepper:
         self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, cast(t), cast(dt)) + scalars)
 
 
+class CupyLineSolver:
+    """Launches kernels/line_solve.cu: Thomas solves on every line of one axis, in place.
+
+    The factors come from solver.integrators.line_solvers.ImplicitDiffusion1D (computed
+    once per step size on the host) and are uploaded once.
+    """
+
+    THREADS = 128
+
+    def __init__(self, solver: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype) -> None:
+        import cupy
+
+        from solver.backends.cuda_codegen import kernel_template
+        from solver.integrators.line_solvers import line_layout
+
+        self.dtype = np.dtype(dtype)
+        ctype = "float" if self.dtype == np.float32 else "double"
+        self.kernel = compiled_function(f"typedef {ctype} real;\n" + kernel_template("line_solve.cu"), "line_solve")
+        n = shape[axis]
+        as_device = lambda a: cupy.asarray(np.asarray(a, dtype=self.dtype))  # noqa: E731
+        self.lower = as_device(solver.lower if n > 1 else [0.0])
+        self.cprime = as_device(solver.cprime if n > 1 else [0.0])
+        self.inv_denom = as_device(solver.inv_denom)
+        self.z = as_device(solver.z if solver.periodic else np.zeros(n))
+        self.layout = line_layout(shape, axis)
+        self.rhs_low, self.rhs_high = solver.boundary_rhs()
+        self.cyclic = int(solver.periodic)
+        self.v_last = getattr(solver, "v_last", 0.0)
+        self.shape = shape
+
+    def solve(self, field: Any) -> None:
+        """Solve in place on `field`, a C-contiguous (nx, ny, nz) device array."""
+        if field.dtype != self.dtype or tuple(field.shape) != self.shape or not field.flags.c_contiguous:
+            raise TypeError(f"line_solve: field must be a C-contiguous {self.dtype} array of shape {self.shape}")
+        n, stride, inner, outer, n_lines = self.layout
+        cast = self.dtype.type
+        blocks = (n_lines + self.THREADS - 1) // self.THREADS
+        self.kernel((blocks,), (self.THREADS,), (
+            field, self.lower, self.cprime, self.inv_denom, self.z, np.int32(n), np.int64(stride),
+            np.int64(inner), np.int64(outer), np.int64(n_lines), cast(self.rhs_low), cast(self.rhs_high),
+            np.int32(self.cyclic), cast(self.v_last)))
+
+
 class CupyBackend(Backend):
     """Runs on the current CUDA device through CuPy."""
 

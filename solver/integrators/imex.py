@@ -16,7 +16,8 @@ Ghaffarizadeh et al., Bioinformatics 32 (2016) 1256):
 so drugs and oxygen, which diffuse 1e3-1e5 times faster than cells move, no longer bound
 dt; the step is limited by the explicit parts (cell motility, chemotaxis, reactions).
 The line solves are batched Thomas solves with factors computed once per step size
-(solver/integrators/line_solvers.py on the CPU, kernels/line_solve.cu on the GPU).
+(solver/integrators/line_solvers.py on the CPU, kernels/line_solve.cu launched by
+solver/backends/cupy_backend.CupyLineSolver on the GPU, one thread per line).
 """
 
 from __future__ import annotations
@@ -77,32 +78,37 @@ class ImexIntegrator(ExplicitIntegrator):
     ) -> None:
         super().__init__(backend, model, grid, dtype, dt_max, check_every, implicit_sinks,
                          implicit_diffusion=implicit)
-        if backend.name != "numpy":
-            from solver.errors import BackendError
-
-            raise BackendError("the imex integrator runs on the CPU backend only so far; "
-                               "use --backend cpu or time.integrator: explicit")
         self.implicit = sorted(implicit)
+        self.on_gpu = backend.name == "cupy"
         self._factors: dict[float, dict[tuple[int, int], ImplicitDiffusion1D]] = {}
 
     def factors(self, h: float) -> dict[tuple[int, int], ImplicitDiffusion1D]:
         """Thomas factors per (species, axis) for step h, computed once per step size."""
         if h not in self._factors:
             self._factors.clear()  # a run uses few distinct h; keep the latest only
-            self._factors[h] = {
-                (s, a): ImplicitDiffusion1D(
-                    self.grid.shape[a], self.model.species[s].diffusion * h / self.grid.spacing[a] ** 2,
-                    self.model.species[s].boundary.face(a, 0), self.model.species[s].boundary.face(a, 1),
-                )
-                for s in self.implicit
-                for a in range(3)
-            }
+            self._factors[h] = {}
+            for s in self.implicit:
+                species = self.model.species[s]
+                for a in range(3):
+                    line = ImplicitDiffusion1D(
+                        self.grid.shape[a], species.diffusion * h / self.grid.spacing[a] ** 2,
+                        species.boundary.face(a, 0), species.boundary.face(a, 1),
+                    )
+                    if self.on_gpu:
+                        from solver.backends.cupy_backend import CupyLineSolver
+
+                        line = CupyLineSolver(line, self.grid.shape, a, self.dtype)
+                    self._factors[h][(s, a)] = line
         return self._factors[h]
 
     def _step(self, state: Any, t: float, h: float, systemic: Any) -> None:
         super()._step(state, t, h, systemic)  # explicit part: u_new from u
         factors = self.factors(h)
         for s in self.implicit:
+            if self.on_gpu:  # kernels/line_solve.cu, in place on the species' slice
+                for a in range(3):
+                    factors[(s, a)].solve(state.u_new[s])
+                continue
             field = state.u_new[s]
             for a in range(3):
                 field = factors[(s, a)].solve(field, a)
