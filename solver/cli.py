@@ -198,6 +198,12 @@ def _dry_run(sim) -> int:
             f"  runtime: about {_duration(per_step * plan.estimated_steps)} "
             f"({per_step * 1e3:.3g} ms per step, measured on 3 steps; records and files add to it)"
         )
+    for name, (dt, steps, implicit) in sim.integrator_choices().items():
+        chosen = " (this run)" if (name == "imex") == bool(sim.implicit_diffusion) else ""
+        detail = f", implicit diffusion of {', '.join(implicit)}" if implicit else ""
+        projected = (f", about {_duration(per_step * steps)} at the explicit step's cost"
+                     f"{' plus line solves' if implicit else ''}") if per_step is not None else ""
+        print(f"  integrator {name}{chosen}: dt = {dt:.4g}{unit}, {steps} steps{detail}{projected}")
     return 0
 
 

@@ -414,6 +414,26 @@ class Simulation:
         steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
 
+    def integrator_choices(self) -> dict[str, tuple[float, int, tuple[str, ...]]]:
+        """For each integrator: (dt, steps to the end, species with implicit diffusion),
+        as the plan of this config would be with `time.integrator` set to it."""
+        cfg = self.config
+        runtime = SystemicRuntime(self.model)
+        runtime.apply_boluses(0.0)
+        systemic0 = runtime.values(0.0)
+        rates = species_rates(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
+        implicit = choose_implicit_species([(d, total - d) for total, _, d in rates])
+        events = _merge([0.0, *self.plan.snapshot_times, *self.plan.series_times], self.dose_times(cfg.time.end))
+        out = {}
+        for name, chosen in (("explicit", frozenset()), ("imex", implicit)):
+            bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks, chosen)
+            dt = cfg.time.safety * bound.dt if cfg.time.dt == "auto" else min(float(cfg.time.dt), bound.dt)
+            if not math.isfinite(dt):
+                dt = min(b - a for a, b in zip(events, events[1:]) if b > a)
+            steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
+            out[name] = (dt, steps, tuple(self.model.names[i] for i in sorted(chosen)))
+        return out
+
     def start(self, backend: Backend | None = None, checkpoint: Checkpoint | None = None) -> RunningState:
         """Put the initial state on the backend's device and give the boluses due at t = 0;
         or, with a checkpoint, put its state there instead (boluses up to its t are in it)."""

@@ -81,3 +81,19 @@ def test_quickstart_imex_matches_explicit() -> None:
         else:
             steps_explicit = state.fields.step
     assert burden["imex"] == pytest.approx(burden["explicit"], rel=0.01)
+
+
+def test_dry_run_reports_each_integrator(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "solver", "run", "--dry-run", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split(":")[0].strip(): line for line in proc.stdout.splitlines() if "integrator" in line}
+    assert "integrator explicit (this run)" in lines
+    imex = lines["integrator imex"]
+    assert "implicit diffusion of M, I, A" in imex
+    steps = {name: int(line.split(" steps")[0].rsplit(" ", 1)[1]) for name, line in lines.items()}
+    assert steps["integrator imex"] * 10 < steps["integrator explicit (this run)"]
+    assert not (tmp_path / "o").exists()
