@@ -246,7 +246,7 @@ class ArrayExpressionStep:
         args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
         args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
         n_species = len(model.species)
-        sinks = model.sink_rates() if implicit_sinks else [sp.Integer(0)] * n_species
+        sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * n_species
         self.has_sink = [e != 0 for e in sinks]
         module = self.MODULES.get(getattr(xp, "__name__", ""), "numpy")
         self.reactions = sp.lambdify(args, [s.reaction for s in model.species] + sinks,

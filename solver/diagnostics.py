@@ -34,6 +34,7 @@ class DiagnosticsEvaluator:
         self.model = model
         self.grid = grid
         self.xp = backend.xp
+        self.to_host = backend.to_host
         module = "cupy" if backend.name == "cupy" else "numpy"
         args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
         args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
@@ -59,17 +60,23 @@ class DiagnosticsEvaluator:
         args = [*u, *maps[: len(self.model.maps)], self.cast(t), *self.coords, *(self.cast(v) for v in systemic)]
         out: dict[str, float] = {}
         volume = self.grid.cell_volume
+        names, reductions = [], []
         for d in self.model.diagnostics:
             if d.kind == "auc":
                 continue
             value_fn, mask_fn = self.functions[d.name]
             value = xp.broadcast_to(xp.asarray(value_fn(*args), dtype=xp.float64), self.grid.shape)
             if mask_fn is None:
-                total, cells = value.sum(), self.grid.size
+                total, cells = value.sum(), xp.asarray(float(self.grid.size))
             else:
                 mask = xp.broadcast_to(xp.asarray(mask_fn(*args), dtype=bool), self.grid.shape)
-                total, cells = xp.where(mask, value, 0.0).sum(), int(mask.sum())
-            integral = float(total) * volume
+                total, cells = xp.where(mask, value, 0.0).sum(), mask.sum(dtype=xp.float64)
+            names.append(d)
+            reductions += [total, cells]
+        # one device-to-host transfer for all diagnostics of this record
+        host = self.to_host(xp.stack(reductions)) if reductions else []
+        for k, d in enumerate(names):
+            integral, cells = float(host[2 * k]) * volume, float(host[2 * k + 1])
             if d.kind == "integral":
                 out[d.name] = integral
             else:

@@ -162,9 +162,6 @@ class Model:
             out.append(rate)
         return out
 
-    def sink_rates(self) -> list[sp.Expr]:
-        """The loss rate lambda_i a linearly implicit step treats implicitly (0 if none)."""
-        return self.loss_rates()
 
     def initial_fields(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
         """Initial values of every species, shape (n_species, nx, ny, nz)."""

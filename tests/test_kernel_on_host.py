@@ -16,7 +16,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from _support import make_config
 from solver.backends.cuda_codegen import explicit_step_source
 from solver.backends.registry import get_backend
 from solver.simulation import Simulation

@@ -29,7 +29,7 @@ from sympy.printing.c import C99CodePrinter
 
 from solver.grid import AXES, Grid
 from solver.package_data import data_dir
-from solver.model import COORDS, TIME, Model
+from solver.model import COORDS, Model
 
 _expand_small_powers = create_expand_pow_optimization(4)  # x**2 -> x*x: no powf in the hot loop
 _INDEX = ("i", "j", "k")
@@ -132,7 +132,7 @@ def model_update_source(
         lines.append(f"    const real c_{name} = u[{s} * N_CELLS + idx];")
     for m, name in enumerate(model.map_names):
         lines.append(f"    const real m_{name} = maps[{m} * N_CELLS + idx];")
-    sinks = model.sink_rates() if implicit_sinks else [sp.Integer(0)] * len(model.species)
+    sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * len(model.species)
     used = set().union(*(e.free_symbols for e in [*(s.reaction for s in model.species), *sinks]))
     for a, coord in enumerate(COORDS):
         if coord in used:

@@ -70,7 +70,7 @@ class NumpyExplicitStepper:
         self.args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
         self.args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
         n = len(model.species)
-        sinks = model.sink_rates() if implicit_sinks else [sp.Integer(0)] * n
+        sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * n
         self.has_sink = [e != 0 for e in sinks]
         self.reactions = sp.lambdify(
             self.args, [s.reaction for s in model.species] + sinks, modules="numpy", cse=True

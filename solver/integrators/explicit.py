@@ -38,7 +38,7 @@ import sympy as sp
 from solver.backends.base import Backend, FieldStats
 from solver.config import TimeConfig
 from solver.errors import ConfigError, SimulationError
-from solver.grid import AXES, Grid
+from solver.grid import Grid
 from solver.model import COORDS, TIME, Model, _without_distributions
 from solver.systemic.runtime import SystemicRuntime
 

@@ -364,6 +364,26 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
     return (low, high)
 
 
+def _load_with_options(
+    run: RunData | str | os.PathLike[str],
+    field: str | None,
+    tumour_field: str | None,
+    iso_value: float | None,
+    window_size: tuple[int, int],
+    show_vessels: bool,
+) -> tuple[RunData, SceneOptions]:
+    """The run (loaded if a path) and the scene options resolved against it."""
+    data = run if isinstance(run, RunData) else load_run(run)
+    opts = SceneOptions(
+        field=field,
+        tumour_field=tumour_field,
+        iso_value=iso_value,
+        window_size=tuple(window_size),  # type: ignore[arg-type]
+        show_vessels=show_vessels,
+    ).resolved(data)
+    return data, opts
+
+
 def screenshot(
     run: RunData | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -394,14 +414,7 @@ def screenshot(
         RunFileError: Missing file, unknown field, or time out of range.
         MissingDependencyError: PyVista is not installed.
     """
-    data = run if isinstance(run, RunData) else load_run(run)
-    opts = SceneOptions(
-        field=field,
-        tumour_field=tumour_field,
-        iso_value=iso_value,
-        window_size=tuple(window_size),  # type: ignore[arg-type]
-        show_vessels=show_vessels,
-    ).resolved(data)
+    data, opts = _load_with_options(run, field, tumour_field, iso_value, window_size, show_vessels)
     return _render_png(data, opts, data.time_index(time), Path(out))
 
 
@@ -446,14 +459,7 @@ def view(
         The PNG written, or None after an interactive window was closed. With no display and
         no ``screenshot``, the PNG goes next to the run file as ``<stem>_<field>_<index>.png``.
     """
-    data = run if isinstance(run, RunData) else load_run(run)
-    opts = SceneOptions(
-        field=field,
-        tumour_field=tumour_field,
-        iso_value=iso_value,
-        window_size=tuple(window_size),  # type: ignore[arg-type]
-        show_vessels=show_vessels,
-    ).resolved(data)
+    data, opts = _load_with_options(run, field, tumour_field, iso_value, window_size, show_vessels)
     index = data.time_index(time)
     mode = configure_rendering(off_screen=True if screenshot is not None else off_screen)
     if mode != "display":
