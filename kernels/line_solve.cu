@@ -17,7 +17,7 @@ extern "C" __global__ void line_solve(
     const real* __restrict__ z,           // (n) Sherman-Morrison vector (cyclic only)
     const int n, const long long stride, const long long inner, const long long outer_stride,
     const long long n_lines,
-    const real rhs_low, const real rhs_high,   // 2 r g of fixed-value faces (0 otherwise)
+    const real rhs_low, const real rhs_high,   // r beta of the faces' ghost rules (value g: 2 r g; no-flux: 0)
     const int cyclic, const real v_last)
 {
     const long long l = (long long)blockIdx.x * blockDim.x + threadIdx.x;

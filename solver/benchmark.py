@@ -209,8 +209,8 @@ class ArrayExpressionStep:
     Same discretisation and order of operations as the fused kernel
     (solver/backends/cuda_codegen.py) and the NumPy fallback: per axis the neighbour
     arrays are built by concatenating the ghost slab (solver/grid.py rules: no-flux
-    copies the edge, periodic wraps, a fixed value g gives 2 g - u_edge) to the shifted
-    field, then
+    copies the edge, periodic wraps, a fixed value g gives 2 g - u_edge, a permeable face
+    alpha u_edge + beta) to the shifted field, then
 
         lap u   = sum_axes ((u_m + u_p) - 2 u) / h^2
         chemo   = -sum_axes (F_p - F_m) / h,  F = v u_upwind,  v = chi (s_p - s) / h
@@ -261,15 +261,18 @@ class ArrayExpressionStep:
     def neighbours(self, s: int, c: Any, axis: int) -> tuple[Any, Any]:
         """Species s's values in the cell below and above along `axis`, ghosts included."""
         xp, n = self.xp, self.grid.shape[axis]
-        bc = self.model.species[s].boundary
+        species = self.model.species[s]
         first, last = c[_along(axis, slice(0, 1))], c[_along(axis, slice(n - 1, n))]
         ghosts = []
         for side, edge, wrap in ((0, first, last), (1, last, first)):
-            face = bc.face(axis, side)
+            face = species.boundary.face(axis, side)
             if face.kind == "periodic":
                 ghosts.append(wrap)
             elif face.kind == "value":
                 ghosts.append(self.cast(2.0 * face.value) - edge)
+            elif face.kind == "permeable":
+                alpha, beta = face.ghost_coefficients(species.diffusion, self.grid.spacing[axis])
+                ghosts.append(self.cast(alpha) * edge + self.cast(beta))
             else:
                 ghosts.append(edge)
         below = xp.concatenate([ghosts[0], c[_along(axis, slice(0, n - 1))]], axis=axis)
@@ -314,7 +317,7 @@ class ArrayExpressionStep:
         return out
 
     def _chemotaxis(self, s: int, c: Any, fields: list[Any], near: dict[int, list]) -> Any:
-        """-div(chi u grad signal), first-order upwind; zero flux through no-flux faces."""
+        """-div(chi u grad signal), first-order upwind; zero flux through no-flux and permeable faces."""
         xp, cast = self.xp, self.cast
         species = self.model.species[s]
         chi, zero = cast(species.chemotaxis.sensitivity), cast(0)
@@ -329,9 +332,9 @@ class ArrayExpressionStep:
             vm = chi * ((sc - s_below) * inv_h)
             fp = xp.where(vp > zero, vp * c, vp * u_above)
             fm = xp.where(vm > zero, vm * u_below, vm * c)
-            if species.boundary.face(a, 1).kind == "no-flux":
+            if species.boundary.face(a, 1).kind in ("no-flux", "permeable"):
                 fp = xp.where(self.not_last[a], fp, zero)
-            if species.boundary.face(a, 0).kind == "no-flux":
+            if species.boundary.face(a, 0).kind in ("no-flux", "permeable"):
                 fm = xp.where(self.not_first[a], fm, zero)
             term = (fp - fm) * inv_h
             div = term if div is None else div + term

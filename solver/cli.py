@@ -54,7 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}"
     )
-    print(f"  dt = {plan.dt:.6g} (stability bound {plan.dt_bound:.6g}, set by {plan.limited_by})")
+    print(f"  integrator {sim.integrator_name}, order {config.time.order}; dt {'up to' if sim.max_change else '='} "
+          f"{plan.dt:.6g} (stability bound {plan.dt_bound:.6g}, set by {plan.limited_by})")
     print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
     return 0
 
@@ -76,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(sim)
     print(
         f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
-        f"dt {sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}"
+        f"{sim.integrator_name} order {config.time.order}, dt {'up to ' if sim.max_change else ''}"
+        f"{sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}"
         + (f", resuming from {args.resume}" if args.resume is not None else "")
     )
     progress = Progress(sim, args.progress_every) if args.progress_every > 0 else None
@@ -165,10 +167,16 @@ def _dry_run(sim) -> int:
         why = f"time.safety {cfg.time.safety:g} x the stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}"
     else:
         why = f"time.dt as given; the stability bound is {plan.dt_bound:.6g}, set by {plan.limited_by}"
-    print(f"  dt = {plan.dt:.6g}{unit}: {why}")
+    reason = sim.integrator_reason if cfg.time.integrator == "auto" else "as configured"
+    print(f"  integrator {sim.integrator_name}, order {cfg.time.order} ({'auto: ' if cfg.time.integrator == 'auto' else ''}{reason})")
+    controlled = sim.max_change is not None
+    print(f"  dt {'up to' if controlled else '='} {plan.dt:.6g}{unit}: {why}")
+    if controlled:
+        print(f"  step-size control: a step in which a species changes by more than {sim.max_change:g} of its "
+              "value is retaken with half the step (time.max_change)")
     print(
-        f"  {plan.estimated_steps} steps to t = {cfg.time.end:g}{unit}; {len(plan.snapshot_times)} snapshots, "
-        f"{len(plan.series_times)} time-series records"
+        f"  {'at least ' if controlled else ''}{plan.estimated_steps} steps to t = {cfg.time.end:g}{unit}; "
+        f"{len(plan.snapshot_times)} snapshots, {len(plan.series_times)} time-series records"
     )
     backend = get_backend(cfg.backend)
     memory = sim.memory_for(backend)
@@ -198,11 +206,12 @@ def _dry_run(sim) -> int:
             f"  runtime: about {_duration(per_step * plan.estimated_steps)} "
             f"({per_step * 1e3:.3g} ms per step, measured on 3 steps; records and files add to it)"
         )
+    order = cfg.time.order  # order 2 evaluates the model twice per step
     for name, (dt, steps, implicit) in sim.integrator_choices().items():
         chosen = " (this run)" if (name == "imex") == bool(sim.implicit_diffusion) else ""
         detail = f", implicit diffusion of {', '.join(implicit)}" if implicit else ""
-        projected = (f", about {_duration(per_step * steps)} at the explicit step's cost"
-                     f"{' plus line solves' if implicit else ''}") if per_step is not None else ""
+        projected = (f", about {_duration(order * per_step * steps)} at {'twice ' if order == 2 else ''}"
+                     f"the explicit step's cost{' plus line solves' if implicit else ''}") if per_step is not None else ""
         print(f"  integrator {name}{chosen}: dt = {dt:.4g}{unit}, {steps} steps{detail}{projected}")
     return 0
 

@@ -47,10 +47,11 @@ from solver.package_data import data_dir
 # Names the solver itself gives meaning to; a species, parameter or map may not take them.
 RESERVED_NAMES = frozenset({"t", "x", "y", "z", "dt"} | set(FUNCTIONS))
 AXES = ("x", "y", "z")
-FACE_KINDS = ("no-flux", "periodic", "value")
+FACE_KINDS = ("no-flux", "periodic", "value", "permeable")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_FACES_ALLOWED = "no-flux, periodic, {value: NUMBER}"
+_PERMEABLE_FORM = "{permeable: {permeability: NUMBER >= 0, value: NUMBER}}"
+_FACES_ALLOWED = "no-flux, periodic, {value: NUMBER}, " + _PERMEABLE_FORM
 
 
 class _KeyedValueError(ValueError):
@@ -76,6 +77,14 @@ def _expression(value: Any) -> float | int | str:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"expected a finite number, got {value!r}")
     return value
+
+
+def _max_change(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "off")):
+        return None
+    if not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value <= 1:
+        return float(value)
+    raise ValueError(f"must be null (off) or a number in (0, 1], got {value!r}")
 
 
 def _time_step(value: Any) -> Literal["auto"] | float:
@@ -178,8 +187,19 @@ class TimeConfig(_Section):
     dt: Annotated[Literal["auto"] | float, PlainValidator(_time_step)] = "auto"
     safety: Number = Field(0.9, gt=0, le=1)
     # explicit: forward Euler. imex: the same step with the diffusion of fast species
-    # (drugs, oxygen) solved implicitly, LOD (CPU backend so far). auto: explicit.
+    # (drugs, oxygen) solved implicitly (LOD line solves). auto: imex when that lets dt
+    # grow at least 10x over the explicit stability bound, else explicit (the log says why).
     integrator: Literal["explicit", "imex", "auto"] = "auto"
+    # 1: first order in time. 2: second order: Heun with modified-Patankar sinks, and for
+    # imex Strang splitting around Crank-Nicolson (solver/integrators/second_order.py);
+    # about twice the work per step.
+    order: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=2)] = 1
+    # Step-size control: a step in which a species stepped explicitly (for imex: the cell
+    # populations) changes by more than this fraction of its value (below 1e-3 of its
+    # maximum: of that) is retaken with half the step; dt is then the largest step.
+    # null (default): equal steps of dt. On the de Pillis quickstart it bought no accuracy
+    # (benchmarks/RESULTS.md), so it is opt-in.
+    max_change: Annotated[float | None, PlainValidator(_max_change)] = None
     # explicit: forward Euler for the reactions too. linearly-implicit: each species' own
     # sink rate lambda = max(0, -dR_i/du_i) is taken implicitly, u_new = u + dt F / (1 + dt
     # lambda), so stiff decay and vessel exchange (P S/V w, up to 1e5/day) do not bound dt.
@@ -248,6 +268,24 @@ class SpeciesConfig(_Section):
     @classmethod
     def _normalise_boundary(cls, value: Any) -> dict[str, dict[str, Any]]:
         return normalise_boundary(value)
+
+    @field_validator("boundary", mode="after")
+    @classmethod
+    def _permeable_needs_diffusion(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        """A permeable face exchanges through the diffusive flux at the face: refuse it on a
+        species whose diffusion is written as 0 (one given as an expression that comes to 0
+        is not known here; solver.grid.FaceBC.ghost_coefficients then makes the face no-flux)."""
+        d = info.data.get("diffusion")
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and d == 0:
+            for axis in AXES:
+                for side in ("low", "high"):
+                    if value[axis][side]["kind"] == "permeable":
+                        raise _KeyedValueError(
+                            f"{axis}.{side}",
+                            "a permeable face needs diffusion > 0 (the exchange P (g - u) is "
+                            "carried by the diffusive flux at the face); this species has diffusion 0",
+                        )
+        return value
 
 
 class SystemicConfig(_Section):
@@ -401,7 +439,8 @@ def check_name(name: str) -> str:
 
 
 def _face(value: Any, where: str) -> dict[str, Any]:
-    """One face as {"kind": ...} (plus "value" for a fixed-value face)."""
+    """One face as {"kind": ...} (plus "value" for a fixed-value face, "value" and
+    "permeability" for a permeable one)."""
     if isinstance(value, str):
         kind = value.strip().lower().replace("_", "-")
         if kind in ("no-flux", "periodic"):
@@ -411,9 +450,13 @@ def _face(value: Any, where: str) -> dict[str, Any]:
         kind = value["kind"]
         if kind == "value" and set(value) == {"kind", "value"}:
             return _face({"value": value["value"]}, where)
+        if kind == "permeable" and set(value) == {"kind", "value", "permeability"}:
+            return _face({"permeable": {k: value[k] for k in ("permeability", "value")}}, where)
         if kind in ("no-flux", "periodic") and set(value) == {"kind"}:
             return {"kind": kind}
         raise _KeyedValueError(where, f"unknown boundary {value!r}; allowed: {_FACES_ALLOWED}")
+    if isinstance(value, dict) and "permeable" in value:
+        return _permeable_face(value, where)
     if isinstance(value, dict):
         if set(value) != {"value"}:
             raise _KeyedValueError(
@@ -426,16 +469,35 @@ def _face(value: Any, where: str) -> dict[str, Any]:
     raise _KeyedValueError(where, f"unknown boundary {value!r}; allowed: {_FACES_ALLOWED}")
 
 
+def _permeable_face(value: dict[str, Any], where: str) -> dict[str, Any]:
+    """{permeable: {permeability: P, value: g}} -> {"kind": "permeable", "value": g, "permeability": P}.
+
+    Exchange with an outside reservoir at concentration g through a wall of permeability
+    P (length / time, in the grid's length unit and the model's time unit): inward flux
+    P (g - u_face). P = 0 is allowed and is exactly no-flux.
+    """
+    spec = value["permeable"]
+    if set(value) != {"permeable"} or not isinstance(spec, dict) or set(spec) != {"permeability", "value"}:
+        raise _KeyedValueError(where, f"a permeable face is written {_PERMEABLE_FORM}, got {value!r}")
+    p, g = spec["permeability"], spec["value"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
+        raise _KeyedValueError(where, f"a permeability must be a finite number >= 0, got {p!r}")
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
+        raise _KeyedValueError(where, f"a permeable face's outside value must be a finite number, got {g!r}")
+    return {"kind": "permeable", "value": float(g), "permeability": float(p)}
+
+
 def _is_face(value: Any) -> bool:
-    return not isinstance(value, dict) or "value" in value or "kind" in value
+    return not isinstance(value, dict) or "value" in value or "kind" in value or "permeable" in value
 
 
 def normalise_boundary(spec: Any) -> dict[str, dict[str, Any]]:
     """Expand a boundary spec to {axis: {"low": face, "high": face}} for x, y and z.
 
     Accepted forms: one face for all six ("no-flux"); a mapping axis -> face; or
-    axis -> {low: face, high: face}. A face is "no-flux", "periodic" or {value: NUMBER}
-    (the normalised {kind: ..., value: ...} form is read back as well).
+    axis -> {low: face, high: face}. A face is "no-flux", "periodic", {value: NUMBER} or
+    {permeable: {permeability: P, value: g}} (the normalised {kind: ..., value: ...,
+    permeability: ...} form is read back as well).
     Axes and sides left out are no-flux. Periodic must be on both faces of an axis.
     """
     if _is_face(spec):

@@ -3,15 +3,26 @@
 Public API:
     Grid(shape, spacing, length_unit)   cell-centred grid; cell (i, j, k) has centre
                                         ((i + 1/2) hx, (j + 1/2) hy, (k + 1/2) hz)
-    FaceBC(kind, value)                 one face's boundary condition
+    FaceBC(kind, value, permeability)   one face's boundary condition
+        .ghost_coefficients(D, h)       (alpha, beta): ghost = alpha * u_edge + beta
     BoundaryConditions                  the six faces of one species
 
 Arrays on the grid have shape (nx, ny, nz) in C order: z is the contiguous axis.
 
 Boundary conditions act through one ghost value outside each face (cell-centred
 finite volumes, as in LeVeque, "Finite Volume Methods for Hyperbolic Problems", 2002,
-ch. 7): no-flux copies the edge cell (zero gradient at the face), a fixed value g sets
-the ghost to 2 g - u_edge (so the face value is g), periodic wraps around.
+ch. 7). Every non-periodic face is an affine rule u_ghost = alpha u_edge + beta, with
+the face value u_f = (u_edge + u_ghost) / 2 and the inward diffusive flux through the
+face J = D (u_ghost - u_edge) / h (h: spacing normal to the face):
+
+    no-flux        J = 0                       alpha = 1,  beta = 0
+    value g        u_f = g                     alpha = -1, beta = 2 g
+    permeable P,g  J = P (g - u_f)  (Robin)    alpha = (1 - b/2) / (1 + b/2),
+                                               beta  = b g / (1 + b/2),   b = P h / D
+
+Permeable is an exchange with a reservoir at concentration g (e.g. plasma behind a
+vessel wall of permeability P, length / time); it tends to no-flux as P -> 0 and to the
+fixed value g as P -> inf. Periodic wraps around to the opposite edge cell.
 """
 
 from __future__ import annotations
@@ -27,10 +38,38 @@ SIDES = ("low", "high")
 
 @dataclass(frozen=True)
 class FaceBC:
-    """Boundary condition on one face: "no-flux", "periodic" or "value" (with `value`)."""
+    """Boundary condition on one face: "no-flux", "periodic", "value" (with `value`) or
+    "permeable" (with `value`, the outside concentration g, and `permeability` P >= 0)."""
 
-    kind: Literal["no-flux", "periodic", "value"]
+    kind: Literal["no-flux", "periodic", "value", "permeable"]
     value: float = 0.0
+    permeability: float = 0.0
+
+    def ghost_coefficients(self, diffusion: float, h: float) -> tuple[float, float]:
+        """(alpha, beta) of the ghost rule u_ghost = alpha u_edge + beta (module docstring).
+
+        `diffusion` is the species' D and `h` the grid spacing normal to the face. The
+        permeable rule comes from D (u_ghost - u_edge) / h = P (g - (u_edge + u_ghost) / 2).
+        A species with D = 0 has no diffusive flux to carry the exchange, so a permeable
+        face passes nothing: (1, 0), as no-flux (the config refuses a permeable face on a
+        species whose diffusion is written as 0; see solver.config).
+
+        Raises:
+            ValueError: for a periodic face, which has no ghost rule of this form.
+        """
+        if self.kind == "no-flux":
+            return 1.0, 0.0
+        if self.kind == "value":
+            return -1.0, 2.0 * self.value
+        if self.kind == "permeable":
+            if diffusion <= 0.0:
+                return 1.0, 0.0
+            # The same operations, in this order, are written out in C by
+            # solver/backends/cuda_codegen.py (_neighbour): keep the two in step.
+            b = self.permeability * h / diffusion
+            half = 0.5 * b
+            return (1.0 - half) / (1.0 + half), b * self.value / (1.0 + half)
+        raise ValueError(f"a {self.kind} face has no affine ghost rule")
 
 
 @dataclass(frozen=True)
@@ -41,7 +80,7 @@ class BoundaryConditions:
 
     @classmethod
     def from_config(cls, spec: dict[str, dict[str, dict]]) -> BoundaryConditions:
-        """Build from the normalised config form {axis: {side: {"kind": .., "value": ..}}}."""
+        """Build from the normalised config form {axis: {side: {"kind": .., "value": .., ...}}}."""
         return cls(
             tuple(  # type: ignore[arg-type]
                 tuple(FaceBC(**spec[axis][side]) for side in SIDES) for axis in AXES

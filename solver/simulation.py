@@ -154,19 +154,25 @@ class MemoryEstimate:
 
 
 def estimate_memory(
-    n_species: int, n_maps: int, shape: tuple[int, int, int], dtype: np.dtype, backend: str = "numpy"
+    n_species: int, n_maps: int, shape: tuple[int, int, int], dtype: np.dtype, backend: str = "numpy",
+    stepping_sets: int = 0,
 ) -> MemoryEstimate:
-    """MemoryEstimate for a grid of `shape` cells (see MemoryEstimate); `backend` numpy or cupy."""
+    """MemoryEstimate for a grid of `shape` cells (see MemoryEstimate); `backend` numpy or cupy.
+
+    `stepping_sets`: extra arrays of all species the time stepping needs (second-order
+    stages, step-size control temporaries; Simulation.memory_for counts them).
+    """
     cells = math.prod(shape)
     padded = math.prod(n + 2 for n in shape)
     size = np.dtype(dtype).itemsize
     fields = 2 * n_species * cells * size
     maps = max(n_maps, 1) * cells * size
     diagnostics = 3 * cells * 8
+    stepping = stepping_sets * n_species * cells * size
     if backend == "cupy":
-        scratch = diagnostics
+        scratch = diagnostics + stepping
     else:
-        scratch = n_species * padded * size + (2 * n_species + 8) * cells * size + diagnostics
+        scratch = n_species * padded * size + (2 * n_species + 8) * cells * size + diagnostics + stepping
     # Setup, measured with tracemalloc on the de Pillis model (6 species, 1 map): about 200
     # bytes per cell in float32; this errs on the safe side by about a quarter.
     kept = (n_species + n_maps) * cells * size
@@ -363,8 +369,13 @@ class Simulation:
 
     def memory_for(self, backend: Backend) -> MemoryEstimate:
         """The memory estimate for this backend's kind of device."""
+        sets = 0
+        if self.config.time.order == 2:  # F and lambda at two stages; imex: the half-step field
+            sets += 4 + (1 if self.implicit_diffusion else 0)
+        if self.max_change is not None:  # |u_new - u|, |u| + floor and their ratio
+            sets += 3
         return estimate_memory(
-            len(self.model.species), len(self.model.maps), self.grid.shape, self.dtype, backend.name
+            len(self.model.species), len(self.model.maps), self.grid.shape, self.dtype, backend.name, sets
         )
 
     def check_device_memory(self, backend: Backend) -> None:
@@ -395,11 +406,19 @@ class Simulation:
         runtime.apply_boluses(0.0)
         systemic0 = runtime.values(0.0)
         self.implicit_diffusion: frozenset[int] = frozenset()
-        if cfg.time.integrator == "imex":
+        self.integrator_name, self.integrator_reason = cfg.time.integrator, "as configured"
+        if cfg.time.integrator != "explicit":
             rates = species_rates(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
             self.implicit_diffusion = choose_implicit_species([(d, total - d) for total, _, d in rates])
+        if cfg.time.integrator == "auto":
+            self.integrator_name, self.integrator_reason = self._auto_integrator(systemic0)
+            if self.integrator_name == "explicit":
+                self.implicit_diffusion = frozenset()
+            log.info("integrator auto: %s, %s", self.integrator_name, self.integrator_reason)
+        if self.integrator_name == "imex":
             log.info("imex: implicit diffusion for %s",
                      ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion)) or "no species")
+        self.max_change = cfg.time.max_change
         bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks,
                                          self.implicit_diffusion)
         dt = choose_dt(cfg.time, bound)
@@ -413,6 +432,19 @@ class Simulation:
         events = _merge([0.0, *snaps, *series], self.dose_times(end))
         steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
+
+    def _auto_integrator(self, systemic0: np.ndarray) -> tuple[str, str]:
+        """`time.integrator: auto`: imex when implicit diffusion lets dt grow >= 10x; and why."""
+        explicit = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
+        if not self.implicit_diffusion:
+            return "explicit", (f"no species diffuses fast enough for implicit diffusion to pay (the explicit "
+                                f"bound {explicit.dt:.3g} is set by {explicit.limited_by})")
+        imex = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks,
+                                        self.implicit_diffusion)
+        names = ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion))
+        return "imex", (f"the {explicit.limited_by} bounds an explicit dt at {explicit.dt:.3g}; with the "
+                        f"diffusion of {names} implicit, dt can be {imex.dt:.3g} ({imex.dt / explicit.dt:.0f}x), "
+                        f"set by {imex.limited_by}")
 
     def integrator_choices(self) -> dict[str, tuple[float, int, tuple[str, ...]]]:
         """For each integrator: (dt, steps to the end, species with implicit diffusion),
@@ -441,13 +473,15 @@ class Simulation:
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
+        order = self.config.time.order
         if self.implicit_diffusion:
             integrator: ExplicitIntegrator = ImexIntegrator(
                 backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every,
-                self.implicit_sinks, self.implicit_diffusion)
+                self.implicit_sinks, self.implicit_diffusion, order, self.max_change)
         else:
             integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt,
-                                            self.config.output.check_every, self.implicit_sinks)
+                                            self.config.output.check_every, self.implicit_sinks,
+                                            order=order, max_change=self.max_change)
         maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
         systemic = SystemicRuntime(self.model)
         if checkpoint is None:
@@ -458,7 +492,8 @@ class Simulation:
             u = backend.to_device(checkpoint.fields)
             segment = Segment(*checkpoint.segment) if checkpoint.segment is not None else None
             fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps),
-                                t=checkpoint.t, step=checkpoint.step, segment=segment)
+                                t=checkpoint.t, step=checkpoint.step, segment=segment,
+                                dt_next=checkpoint.dt_next)
             systemic.set_state(checkpoint.systemic)
         return RunningState(integrator, fields, systemic)
 
@@ -693,6 +728,7 @@ class Simulation:
                 next_event=next_event, n_series=n_series, n_snapshots=n_snapshots, physics=physics,
                 maps_sha256=maps_hash, backend=backend.name, device=backend.device,
                 segment=None if f.segment is None else (f.segment.t0, f.segment.t_end, f.segment.n, f.segment.k),
+                dt_next=f.dt_next,
                 reason=reason, tumorsim_version=__version__, config_hash=physics_hash,
             )
             self.last_checkpoint = write_checkpoint(checkpoints, ck, keep)

@@ -18,7 +18,12 @@ def make_config(
     backend: str = "cpu",
     **time: Any,
 ) -> RunConfig:
-    """A RunConfig for a user-defined model, as a YAML file would give it."""
+    """A RunConfig for a user-defined model, as a YAML file would give it.
+
+    The integrator is explicit unless `integrator=` says otherwise: most tests check the
+    explicit discretisation, which `auto` would replace by imex for a fast diffuser.
+    """
+    time.setdefault("integrator", "explicit")
     return parse_config(
         {
             "name": "test",

@@ -137,6 +137,9 @@ BOUNDARIES = {
     "mixed": ({"x": {"low": {"value": 0.3}, "high": "no-flux"}, "y": "periodic",
                "z": {"low": "no-flux", "high": {"value": 1.5}}},
               {"x": {"low": "no-flux", "high": {"value": 0.2}}, "y": "periodic"}),
+    "permeable": ({"x": {"low": {"permeable": {"permeability": 3.0, "value": 0.4}}, "high": {"value": 0.3}},
+                   "y": "periodic", "z": {"high": {"permeable": {"permeability": 0.25, "value": 1.2}}}},
+                  {"x": {"low": {"permeable": {"permeability": 0.5, "value": 1.9}}}, "y": "periodic"}),
 }
 
 

@@ -45,10 +45,18 @@ CHEMO_STOP = 0.55  # between the records at 0.5 and 0.6
 IL2_BOLUS = 0.75  # between the records at 0.7 and 0.8
 
 
-def small_quickstart(backend: str = "cpu", **output: Any) -> dict[str, Any]:
-    """configs/quickstart.yaml on 8^3 cells of 300 um, to t = 1 day, checkpoint at every record."""
+def small_quickstart(backend: str = "cpu", integrator: str = "auto", **output: Any) -> dict[str, Any]:
+    """configs/quickstart.yaml on 8^3 cells of 300 um, to t = 1 day, checkpoint at every record.
+
+    integrator auto: imex (equal steps); imex-controlled: imex with step-size control (steps
+    of varying size); explicit: equal steps.
+    """
     data = load_config(builtin_config_path("quickstart")).model_dump(mode="json")
     data["backend"] = backend
+    if integrator == "imex-controlled":
+        data["time"].update(integrator="imex", max_change=0.2)
+    else:
+        data["time"]["integrator"] = integrator
     data["grid"].update(shape=[8, 8, 8], spacing=300.0)
     data["time"]["end"] = END
     data["model"]["species"]["T"]["initial"]["tumour"]["smooth"] = 300.0
@@ -130,14 +138,26 @@ def assert_same_run(run: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    """The uninterrupted run (checkpoints at every record kept), and its summary."""
-    out = tmp_path_factory.mktemp("reference") / "run"
-    summary = Simulation(parse_config(small_quickstart()), out_dir=out).run()
-    return out, summary
+def references(tmp_path_factory: pytest.TempPathFactory):
+    """integrator -> the uninterrupted run (checkpoints at every record kept) and its summary."""
+    runs: dict[str, tuple[Path, Any]] = {}
+
+    def get(integrator: str = "auto") -> tuple[Path, Any]:
+        if integrator not in runs:
+            out = tmp_path_factory.mktemp("reference") / "run"
+            runs[integrator] = out, Simulation(parse_config(small_quickstart(integrator=integrator)), out_dir=out).run()
+        return runs[integrator]
+
+    return get
 
 
-def stopped_at(out: Path, when, backend: str = "cpu") -> Path:
+@pytest.fixture(scope="module")
+def reference(references) -> tuple[Path, Any]:
+    """The uninterrupted run of the default integrator (auto: imex for the quickstart)."""
+    return references("auto")
+
+
+def stopped_at(out: Path, when, backend: str = "cpu", integrator: str = "auto") -> Path:
     """Run into `out`, requesting a stop after the first step for which when(fields) is true."""
     stop = StopRequest()
 
@@ -145,34 +165,37 @@ def stopped_at(out: Path, when, backend: str = "cpu") -> Path:
         if when(fields):
             stop.request(signal.SIGTERM)
 
-    sim = Simulation(parse_config(small_quickstart(backend)), out_dir=out)
+    sim = Simulation(parse_config(small_quickstart(backend, integrator)), out_dir=out)
     with pytest.raises(RunInterrupted) as info:
         sim.run(stop=stop, on_step=on_step)
     assert info.value.signum == signal.SIGTERM
     return Path(info.value.checkpoint)
 
 
+@pytest.mark.parametrize("integrator", ["auto", "imex-controlled"])
 @pytest.mark.parametrize(
     "where",
     ["mid-interval", "at the infusion stop", "at the bolus", "at a record"],
 )
-def test_stop_and_resume_is_bit_identical(
-    tmp_path: Path, reference: tuple[Path, Any], where: str
-) -> None:
-    ref_dir, ref_summary = reference
+def test_stop_and_resume_is_bit_identical(tmp_path: Path, references, where: str, integrator: str) -> None:
+    ref_dir, ref_summary = references(integrator)
     total = ref_summary.steps
     conditions = {
-        "mid-interval": lambda f: f.step == total // 2 + 1,
+        # the first step past half way that ends between records and doses
+        "mid-interval": lambda f: (f.step > total // 2 and abs(f.t * 10 - round(f.t * 10)) > 1e-6
+                                   and f.t not in (CHEMO_STOP, IL2_BOLUS)),
         "at the infusion stop": lambda f: f.t >= CHEMO_STOP,
         "at the bolus": lambda f: f.t >= IL2_BOLUS,
         "at a record": lambda f: f.t >= 0.3,
     }
     out = tmp_path / "run"
-    path = stopped_at(out, conditions[where])
+    path = stopped_at(out, conditions[where], integrator=integrator)
     ck = read_checkpoint(path)
     assert ck.reason == "SIGTERM" and 0 < ck.step < total
-    if where == "mid-interval":
+    if where == "mid-interval" and integrator == "auto":  # equal steps: the interval's split
         assert ck.segment is not None and 0 < ck.segment[3] < ck.segment[2]
+    if where == "mid-interval" and integrator == "imex-controlled":  # the next step's size
+        assert ck.segment is None and ck.dt_next is not None and ck.t not in (CHEMO_STOP, IL2_BOLUS)
     if where == "at the infusion stop":
         assert ck.t == CHEMO_STOP and ck.segment is None
     if where == "at the bolus":  # the bolus is in the checkpoint and must not be given twice
@@ -181,7 +204,7 @@ def test_stop_and_resume_is_bit_identical(
     if where == "at a record":
         assert ck.segment is None and ck.t == pytest.approx(0.3, abs=1e-12)
 
-    summary = Simulation(parse_config(small_quickstart()), out_dir=out).run(resume="latest")
+    summary = Simulation(parse_config(small_quickstart(integrator=integrator)), out_dir=out).run(resume="latest")
     assert summary.resumed_from == path
     assert summary.steps == total and summary.steps_this_session == total - ck.step
     assert summary.final_diagnostics == ref_summary.final_diagnostics  # systemic scalars, AUCs

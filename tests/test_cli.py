@@ -80,7 +80,7 @@ CASES = [
     ),
     Case(
         "unstable fixed dt",
-        lambda d: d.update(time={"end": 1, "dt": 10}),
+        lambda d: d.update(time={"end": 1, "dt": 10, "integrator": "explicit"}),
         ("time.dt = 10", "stability bound 0.166667"),
     ),
     Case(
@@ -256,13 +256,13 @@ def test_exit_status_says_whose_fault(bad_runs: dict[str, tuple[Case, Path]]) ->
 
 def test_validate_reports_dt_and_its_bound(tmp_path: Path) -> None:
     data = copy.deepcopy(TINY)
-    data["time"] = {"end": 1.0, "dt": 0.1}
+    data["time"] = {"end": 1.0, "dt": 0.1, "integrator": "explicit"}
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     result = tumorsim("validate", "ok.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "ok.yaml: valid" in result.stdout
-    assert "dt = 0.1 (stability bound 0.166667" in result.stdout
+    assert "integrator explicit, order 1; dt = 0.1 (stability bound 0.166667" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.yaml"]  # validate writes nothing
 
 

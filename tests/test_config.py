@@ -153,6 +153,14 @@ def test_initial_from_a_file() -> None:
             },
         ),
         ({"x": {"low": "periodic", "high": "periodic"}}, faces(PERIODIC)),
+        (
+            {"x": {"low": {"permeable": {"permeability": 2, "value": 1.5}}}},
+            {
+                "x": {"low": {"kind": "permeable", "value": 1.5, "permeability": 2.0}, "high": NO_FLUX},
+                "y": {"low": NO_FLUX, "high": NO_FLUX},
+                "z": {"low": NO_FLUX, "high": NO_FLUX},
+            },
+        ),
     ],
 )
 def test_boundary_forms_are_normalised(spec: Any, expected: dict) -> None:

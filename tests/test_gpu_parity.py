@@ -19,6 +19,9 @@ BOUNDARIES = {
     "value": {"value": 0.7},
     "periodic": "periodic",
     "mixed": {"x": {"low": {"value": 0.3}, "high": "no-flux"}, "y": "periodic", "z": {"low": "no-flux", "high": {"value": 1.5}}},
+    # D = 0.8, hx = 1: b = P h / D = 3.75 (alpha < 0) on x.low; a weak wall on z.high
+    "permeable": {"x": {"low": {"permeable": {"permeability": 3.0, "value": 0.4}}, "high": {"value": 0.2}},
+                  "y": "periodic", "z": {"low": "no-flux", "high": {"permeable": {"permeability": 0.25, "value": 1.2}}}},
 }
 # Relative tolerance per step for float32: a few ulps (eps = 1.2e-7) per operation,
 # growing with the number of steps compared; float64 the same in its own eps.

@@ -57,7 +57,7 @@ def host_kernel(source: str, tmp_path):
 
 @pytest.mark.parametrize("reactions", ["explicit", "linearly-implicit"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kind", ["no-flux", "value", "periodic", "mixed"])
+@pytest.mark.parametrize("kind", ["no-flux", "value", "periodic", "mixed", "permeable"])
 def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype, reactions) -> None:
     from test_gpu_parity import BOUNDARIES, parity_config
 

@@ -13,12 +13,16 @@ FACES = {
     "value": (FaceBC("value", 0.7), FaceBC("value", -0.2)),
     "mixed": (FaceBC("value", 1.5), FaceBC("no-flux")),
     "periodic": (FaceBC("periodic"), FaceBC("periodic")),
+    # with D_LINE, H_LINE: b = P h / D = 3.125 (alpha = -0.22 < 0) on the low face, 0.1875 on the high
+    "permeable": (FaceBC("permeable", 0.7, permeability=5.0), FaceBC("permeable", -0.2, permeability=0.3)),
 }
+D_LINE, H_LINE = 0.8, 0.5  # what a permeable face's ghost rule needs besides r
 
 
 def dense_system(n: int, r: float, low: FaceBC, high: FaceBC) -> tuple[np.ndarray, np.ndarray]:
     """(I - r L) and the boundary contribution to the right-hand side, built row by row
-    from the ghost rules (no-flux: ghost = edge; value g: ghost = 2g - edge; periodic: wrap)."""
+    from the ghost rules (no-flux: ghost = edge; value g: ghost = 2g - edge; periodic: wrap;
+    permeable: ghost = alpha edge + beta from FaceBC.ghost_coefficients(D_LINE, H_LINE))."""
     A = np.eye(n)
     b = np.zeros(n)
     for i in range(n):
@@ -30,6 +34,10 @@ def dense_system(n: int, r: float, low: FaceBC, high: FaceBC) -> tuple[np.ndarra
                 A[i, j % n] -= r
             elif face.kind == "no-flux":
                 A[i, i] -= r
+            elif face.kind == "permeable":
+                alpha, beta = face.ghost_coefficients(D_LINE, H_LINE)
+                A[i, i] -= r * alpha
+                b[i] += r * beta
             else:
                 A[i, i] += r
                 b[i] += 2 * r * face.value
@@ -45,7 +53,7 @@ def test_line_solve_matches_dense_solve(n: int, kind: str, r: float) -> None:
     rhs = rng.uniform(0.0, 1.0, size=(4, n, 3))  # lines along axis 1
     A, b = dense_system(n, r, low, high)
     expected = np.moveaxis(np.linalg.solve(A, (np.moveaxis(rhs, 1, 0).reshape(n, -1) + b[:, None])).reshape(n, 4, 3), 0, 1)
-    got = ImplicitDiffusion1D(n, r, low, high).solve(rhs, axis=1)
+    got = ImplicitDiffusion1D(n, r, low, high, diffusion=D_LINE, h=H_LINE).solve(rhs, axis=1)
     # condition number of A is at most ~ 1 + 4r: float64 round-off times that
     np.testing.assert_allclose(got, expected, rtol=1e-12 * (1 + 4 * r), atol=1e-13 * (1 + 4 * r))
 
@@ -96,7 +104,7 @@ def test_cuda_line_solve_source_matches_numpy(tmp_path, axis: int, kind: str) ->
     host = ctypes.CDLL(str(lib)).host_solve
     shape = (7, 5, 6)
     rhs = np.random.default_rng(axis).uniform(0.0, 1.0, shape)
-    solver = ImplicitDiffusion1D(shape[axis], 3.5, *FACES[kind])
+    solver = ImplicitDiffusion1D(shape[axis], 3.5, *FACES[kind], diffusion=D_LINE, h=H_LINE)
     expected = solver.solve(rhs, axis)
     u = rhs.copy()
     n, stride, inner, outer, n_lines = line_layout(shape, axis)
@@ -108,3 +116,17 @@ def test_cuda_line_solve_source_matches_numpy(tmp_path, axis: int, kind: str) ->
     host(ptr(u), *(ptr(a) for a in arrays), ctypes.c_int(n), c_ll(stride), c_ll(inner), c_ll(outer), c_ll(n_lines),
          c_d(lo), c_d(hi), ctypes.c_int(int(solver.periodic)), c_d(getattr(solver, "v_last", 0.0)))
     np.testing.assert_allclose(u, expected, rtol=1e-13, atol=1e-14)
+
+
+def test_permeable_face_needs_diffusion_and_spacing() -> None:
+    with pytest.raises(ValueError, match="diffusion="):
+        ImplicitDiffusion1D(5, 1.0, *FACES["permeable"])
+
+
+def test_permeable_line_solve_is_exact_for_the_discrete_steady_state() -> None:
+    # u'' = 0 between a permeable face (P, g) and a no-flux face: the steady state is u = g.
+    # Backward Euler keeps it exactly (to round-off), at any r.
+    low = FaceBC("permeable", 1.7, permeability=2.0)
+    out = ImplicitDiffusion1D(9, 50.0, low, FaceBC("no-flux"), diffusion=D_LINE, h=H_LINE).solve(
+        np.full((9, 2), 1.7), axis=0)
+    np.testing.assert_allclose(out, 1.7, rtol=1e-13)

@@ -25,6 +25,10 @@ class ExplicitStepper(Protocol):
 
     def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = ()) -> None: ...
 
+    def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = ()) -> None:
+        """Write F(u, t) and the sink rate lambda(u, t) >= 0 of every species (no step)."""
+        ...
+
 
 @dataclass(frozen=True)
 class FieldStats:

@@ -2,6 +2,7 @@
 
 Public API:
     explicit_step_source(model, grid, dtype, block_size=256) -> str
+    explicit_rates_source(model, grid, dtype, block_size=256) -> str   F and lambda, no step
     compile_for_arch(source, arch="sm_90") -> bytes   (NVRTC, no GPU needed)
     kernel_template(name) -> str                      a kernels/*.cu file with a #line marker
 
@@ -97,7 +98,18 @@ def _neighbour(model: Model, s: int, axis: int, side: int, printer: _RealPrinter
         ghost = wrap
     elif face.kind == "value":
         ghost = f"{_literal(printer, 2.0 * face.value)} - {c}"
-    else:
+    elif face.kind == "permeable" and face.permeability > 0.0 and sp_.diffusion > 0.0:
+        # alpha c + beta of FaceBC.ghost_coefficients(D, h), written out in C because h is
+        # known here only as the H{X,Y,Z} define: the same operations in the same order,
+        # so with real = double (H exact to 17 digits) alpha and beta are bit-identical to
+        # NumPy's; the compiler folds them to constants.
+        lit = lambda v: _literal(printer, v)
+        b = f"({lit(face.permeability)} * H{AXES[axis].upper()} / {lit(sp_.diffusion)})"
+        half = f"({lit(0.5)} * {b})"
+        alpha = f"(({lit(1.0)} - {half}) / ({lit(1.0)} + {half}))"
+        beta = f"({b} * {lit(face.value)} / ({lit(1.0)} + {half}))"
+        ghost = f"{alpha} * {c} + {beta}"
+    else:  # no-flux, and permeable with P = 0 or D = 0 (ghost_coefficients gives (1, 0))
         ghost = c
     return f"(({cond}) ? {inside} : ({ghost}))"
 
@@ -113,21 +125,33 @@ def _needs_neighbours(model: Model, implicit_diffusion: frozenset[int] = frozens
 
 def model_update_source(
     model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
-    implicit_diffusion: frozenset[int] = frozenset(),
+    implicit_diffusion: frozenset[int] = frozenset(), rates: bool = False,
 ) -> str:
     """The generated `__device__ void model_update(...)` for this model.
 
     With implicit_sinks, each species' own sink rate lambda = max(0, -dR/du) is taken
     implicitly: u_new = u + dt F / (1 + dt lambda) (linearly implicit Euler).
+    With rates=True it is `model_rates(...)` instead, which writes the right-hand side F
+    and the sink rate lambda (0 without implicit_sinks) of every species rather than a
+    step: the stages of the second-order step (solver/integrators/second_order.py).
     """
     pr = _RealPrinter(dtype)
     names = model.names
-    lines = [
-        "__device__ __forceinline__ void model_update(",
-        "    const real* __restrict__ u, real* __restrict__ u_new, const real* __restrict__ maps,",
-        "    const long long idx, const int i, const int j, const int k, const real t, const real dt SYSTEMIC_PARAMS)",
-        "{",
-    ]
+    if rates:
+        lines = [
+            "__device__ __forceinline__ void model_rates(",
+            "    const real* __restrict__ u, real* __restrict__ rate, real* __restrict__ sink,",
+            "    const real* __restrict__ maps,",
+            "    const long long idx, const int i, const int j, const int k, const real t SYSTEMIC_PARAMS)",
+            "{",
+        ]
+    else:
+        lines = [
+            "__device__ __forceinline__ void model_update(",
+            "    const real* __restrict__ u, real* __restrict__ u_new, const real* __restrict__ maps,",
+            "    const long long idx, const int i, const int j, const int k, const real t, const real dt SYSTEMIC_PARAMS)",
+            "{",
+        ]
     for s, name in enumerate(names):
         lines.append(f"    const real c_{name} = u[{s} * N_CELLS + idx];")
     for m, name in enumerate(model.map_names):
@@ -173,7 +197,11 @@ def model_update_source(
             total = f"({transport}) + ({rhs})"
         else:
             total = transport or rhs or _literal(pr, 0.0)
-        if sink_exprs[s] != 0:
+        if rates:
+            sink = pr.doprint(sink_exprs[s]) if sink_exprs[s] != 0 else _literal(pr, 0.0)
+            lines.append(f"    rate[{s} * N_CELLS + idx] = {total};")
+            lines.append(f"    sink[{s} * N_CELLS + idx] = {sink};")
+        elif sink_exprs[s] != 0:
             lines.append(f"    const real sink_{n} = {pr.doprint(sink_exprs[s])};")
             lines.append(f"    u_new[{s} * N_CELLS + idx] = c_{n} + dt * ({total}) / ({_literal(pr, 1.0)} + dt * sink_{n});")
         else:
@@ -183,7 +211,8 @@ def model_update_source(
 
 
 def _chemotaxis_lines(model: Model, s: int, pr: _RealPrinter) -> list[str]:
-    """Upwind fluxes F = v u_upwind on the two faces of each axis; zero through no-flux faces."""
+    """Upwind fluxes F = v u_upwind on the two faces of each axis; zero through no-flux and
+    permeable faces (see NumpyExplicitStepper.chemotaxis for why)."""
     sp_ = model.species[s]
     n, sig = sp_.name, model.species[sp_.chemotaxis.signal].name
     chi = _literal(pr, sp_.chemotaxis.sensitivity)
@@ -196,9 +225,9 @@ def _chemotaxis_lines(model: Model, s: int, pr: _RealPrinter) -> list[str]:
         lines.append(f"    const real {vm} = {chi} * ((c_{sig} - {sig}_{ax}m) * {inv_h});")
         fp = f"(({vp} > {zero}) ? {vp} * c_{n} : {vp} * {n}_{ax}p)"
         fm = f"(({vm} > {zero}) ? {vm} * {n}_{ax}m : {vm} * c_{n})"
-        if sp_.boundary.face(a, 1).kind == "no-flux":
+        if sp_.boundary.face(a, 1).kind in ("no-flux", "permeable"):
             fp = f"(({_INDEX[a]} < {_EXTENT[a]} - 1) ? {fp} : {zero})"
-        if sp_.boundary.face(a, 0).kind == "no-flux":
+        if sp_.boundary.face(a, 0).kind in ("no-flux", "permeable"):
             fm = f"(({_INDEX[a]} > 0) ? {fm} : {zero})"
         lines.append(f"    const real fp_{n}_{ax} = {fp};")
         lines.append(f"    const real fm_{n}_{ax} = {fm};")
@@ -248,6 +277,22 @@ def explicit_step_source(
             '#line 1 "<generated model_update>"',
             model_update_source(model, grid, dtype, implicit_sinks, implicit_diffusion),
             kernel_template("explicit_step.cu"),
+        ]
+    )
+
+
+def explicit_rates_source(
+    model: Model, grid: Grid, dtype: np.dtype, block_size: int = 256, implicit_sinks: bool = False,
+    implicit_diffusion: frozenset[int] = frozenset(),
+) -> str:
+    """CUDA source of the kernel that writes F and lambda of every species (kernels/explicit_rates.cu)."""
+    return "\n".join(
+        [
+            f"// Generated by solver/backends/cuda_codegen.py for species {', '.join(model.names)}",
+            defines(model, grid, dtype, block_size),
+            '#line 1 "<generated model_rates>"',
+            model_update_source(model, grid, dtype, implicit_sinks, implicit_diffusion, rates=True),
+            kernel_template("explicit_rates.cu"),
         ]
     )
 

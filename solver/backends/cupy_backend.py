@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from solver.backends.base import Backend
-from solver.backends.cuda_codegen import explicit_step_source
+from solver.backends.cuda_codegen import explicit_rates_source, explicit_step_source
 from solver.errors import BackendError
 from solver.grid import Grid
 from solver.model import Model
@@ -69,6 +69,9 @@ class CupyExplicitStepper:
         self.maps_shape = (max(len(model.maps), 1),) + grid.shape
         self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion)
         self.kernel = compiled_function(self.source, "explicit_step")
+        self._rates_source = lambda: explicit_rates_source(  # noqa: E731 (compiled on first use)
+            model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion)
+        self._rates_kernel = None
         self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
         self.n_systemic = len(model.systemic_names)
 
@@ -88,6 +91,19 @@ class CupyExplicitStepper:
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
         self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, cast(t), cast(dt)) + scalars)
+
+    def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = ()) -> None:
+        """rate = F(u, t) and sink = lambda(u, t) of every species (kernels/explicit_rates.cu)."""
+        for name, array in (("u", u), ("rate", rate), ("sink", sink)):
+            self._check(name, array, self.shape)
+        self._check("maps", maps, self.maps_shape)
+        if len(systemic) != self.n_systemic:
+            raise TypeError(f"explicit_rates: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
+        if self._rates_kernel is None:
+            self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates")
+        cast = self.dtype.type
+        scalars = tuple(cast(v) for v in systemic)
+        self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, cast(t)) + scalars)
 
 
 class CupyLineSolver:

@@ -79,42 +79,76 @@ class NumpyExplicitStepper:
         # between no-flux or periodic faces gives (u + u - 2u) = 0 exactly, so skipping the
         # axis changes no bit of the result and saves the work on thin grids.
         self.axes = {
-            i: [a for a in range(3) if grid.shape[a] > 1 or s.boundary.face(a, 0).kind == "value"
-                or s.boundary.face(a, 1).kind == "value"]
+            i: [a for a in range(3) if grid.shape[a] > 1
+                or s.boundary.face(a, 0).kind in ("value", "permeable")
+                or s.boundary.face(a, 1).kind in ("value", "permeable")]
             for i, s in enumerate(model.species)
         }
         self.ghost_plan = {i: self._ghost_plan(i) for i in self.padded}
         self.neighbours = [(_shifted(a, -1), _shifted(a, 1)) for a in range(3)]
 
-    def _ghost_plan(self, s: int) -> list[tuple[tuple, tuple, float | None]]:
-        """(ghost slice, source slice, fixed value or None) for the six faces of species s."""
-        bc = self.model.species[s].boundary
+    def _ghost_plan(self, s: int) -> list[tuple[tuple, tuple, float | None, float | None]]:
+        """(ghost slice, source slice, alpha, beta) for the six faces of species s.
+
+        ghost = alpha * source + beta (FaceBC.ghost_coefficients). alpha is None for a
+        plain copy (no-flux: the edge cell, periodic: the opposite one), and -1 for a fixed
+        value, filled as beta - source: both as cheap as before the affine rule existed.
+        """
+        species = self.model.species[s]
         plan = []
         for axis in range(3):
-            n = self.grid.shape[axis]
+            n, h = self.grid.shape[axis], self.grid.spacing[axis]
             for side, ghost, edge, wrap in ((0, 0, 1, n), (1, n + 1, n, 1)):
-                face = bc.face(axis, side)
+                face = species.boundary.face(axis, side)
                 source = wrap if face.kind == "periodic" else edge
-                value = 2.0 * face.value if face.kind == "value" else None
-                plan.append((_face_slice(axis, ghost), _face_slice(axis, source), value))
+                alpha = beta = None
+                if face.kind in ("value", "permeable"):
+                    alpha, beta = face.ghost_coefficients(species.diffusion, h)
+                    if alpha == 1.0 and beta == 0.0:  # permeability 0 (or D = 0): no-flux
+                        alpha = beta = None
+                plan.append((_face_slice(axis, ghost), _face_slice(axis, source), alpha, beta))
         return plan
 
     def fill_ghosts(self, s: int, field: np.ndarray) -> np.ndarray:
         """Copy species s into its padded buffer and set the six ghost faces."""
         p = self.padded[s]
         p[_CENTRE] = field
-        for ghost, source, value in self.ghost_plan[s]:
-            if value is None:  # no-flux copies the edge cell, periodic the opposite one
+        cast = self.dtype.type
+        for ghost, source, alpha, beta in self.ghost_plan[s]:
+            if alpha is None:  # no-flux copies the edge cell, periodic the opposite one
                 p[ghost] = p[source]
-            else:
-                p[ghost] = self.dtype.type(value) - p[source]
+            elif alpha == -1.0:  # fixed value g: 2 g - edge
+                p[ghost] = cast(beta) - p[source]
+            else:  # permeable: alpha * edge + beta, as the CUDA kernel computes it
+                p[ghost] = cast(alpha) * p[source] + cast(beta)
         return p
 
     def step(
         self, u: np.ndarray, u_new: np.ndarray, maps: np.ndarray, t: float, dt: float, systemic=()
     ) -> None:
+        """u_new = u + dt F(u, t), or u + dt F / (1 + dt lambda) for species with a sink."""
         cast = self.dtype.type
-        t, dt = cast(t), cast(dt)
+        dt = cast(dt)
+        for s, (c, total, sink) in enumerate(self._right_hand_sides(u, maps, t, systemic)):
+            if total is None:
+                u_new[s] = c
+            elif sink is not None:  # linearly implicit: u + dt F / (1 + dt lambda)
+                np.add(c, dt * total / (cast(1) + dt * sink), out=u_new[s], casting="same_kind")
+            else:
+                np.add(c, dt * total, out=u_new[s], casting="same_kind")
+
+    def rates(
+        self, u: np.ndarray, rate: np.ndarray, sink: np.ndarray, maps: np.ndarray, t: float, systemic=()
+    ) -> None:
+        """rate = F(u, t) and sink = lambda(u, t) (0 without implicit sinks), every species."""
+        for s, (_, total, lam) in enumerate(self._right_hand_sides(u, maps, t, systemic)):
+            rate[s] = 0 if total is None else total
+            sink[s] = 0 if lam is None else lam
+
+    def _right_hand_sides(self, u: np.ndarray, maps: np.ndarray, t: float, systemic):
+        """Per species: (u_s, F_s or None when F = 0, lambda_s or None when no sink)."""
+        cast = self.dtype.type
+        t = cast(t)
         padded = {s: self.fill_ghosts(s, u[s]) for s in self.padded}
         scalars = [cast(v) for v in systemic]
         # Saturating terms may overflow an intermediate to inf and then divide by it (-> 0),
@@ -141,15 +175,17 @@ class NumpyExplicitStepper:
             rate = rates[s]
             if not (np.isscalar(rate) and rate == 0):
                 total = rate if total is None else total + rate
-            if total is None:
-                u_new[s] = c
-            elif self.has_sink[s]:  # linearly implicit: u + dt F / (1 + dt lambda)
-                np.add(c, dt * total / (cast(1) + dt * sinks[s]), out=u_new[s], casting="same_kind")
-            else:
-                np.add(c, dt * total, out=u_new[s], casting="same_kind")
+            yield c, total, (sinks[s] if self.has_sink[s] else None)
 
     def chemotaxis(self, s: int, c: np.ndarray, padded: dict[int, np.ndarray]) -> np.ndarray:
-        """-div(chi u grad signal) with first-order upwind fluxes; zero flux through no-flux faces."""
+        """-div(chi u grad signal) with first-order upwind fluxes.
+
+        Zero advective flux through no-flux faces, and through permeable ones: a permeable
+        face prescribes the whole flux through it, P (g - u_face), which the diffusion
+        ghost already delivers; chemotactic migration across the wall would come on top
+        of that and break the prescribed flux (cells entering from the blood are a source
+        term, not a boundary flux).
+        """
         species = self.model.species[s]
         cast = self.dtype.type
         chi, zero = cast(species.chemotaxis.sensitivity), cast(0)
@@ -163,9 +199,9 @@ class NumpyExplicitStepper:
             vm = chi * ((sc - ps[_shifted(a, -1)]) * inv_h)
             fp = np.where(vp > zero, vp * c, vp * pu[_shifted(a, 1)])
             fm = np.where(vm > zero, vm * pu[_shifted(a, -1)], vm * c)
-            if species.boundary.face(a, 1).kind == "no-flux":
+            if species.boundary.face(a, 1).kind in ("no-flux", "permeable"):
                 fp[tuple(-1 if b == a else slice(None) for b in range(3))] = zero
-            if species.boundary.face(a, 0).kind == "no-flux":
+            if species.boundary.face(a, 0).kind in ("no-flux", "permeable"):
                 fm[tuple(0 if b == a else slice(None) for b in range(3))] = zero
             term = (fp - fm) * inv_h
             div = term if div is None else div + term

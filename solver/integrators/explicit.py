@@ -39,10 +39,16 @@ from solver.backends.base import Backend, FieldStats
 from solver.config import TimeConfig
 from solver.errors import ConfigError, SimulationError
 from solver.grid import Grid
+from solver.integrators.second_order import HeunPatankar
 from solver.model import COORDS, TIME, Model, _without_distributions
 from solver.systemic.runtime import SystemicRuntime
 
 log = logging.getLogger(__name__)
+
+# Step-size control: values under this fraction of a species' maximum are measured
+# against it (relative_change), and a step is halved at most MAX_HALVINGS times.
+CHANGE_FLOOR = 1e-3
+MAX_HALVINGS = 30
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,17 @@ def _species_rates(
     for i, (s, jac) in enumerate(zip(model.species, jacobians)):
         diffusion = 0.0
         for a in range(3):
-            n_value = sum(s.boundary.face(a, side).kind == "value" for side in (0, 1))
-            if grid.shape[a] > 1 or n_value:  # one cell between no-flux faces: no flux along a
+            # A face with ghost alpha u_edge + beta makes the edge cell's diagonal of the
+            # discrete Laplacian -(2 - alpha) D/h^2: it adds max(0, -alpha) D/h^2 to the rate
+            # (fixed value: alpha = -1, so 1). With n > 1 the two faces act on different
+            # cells, with one cell both act on it.
+            faces = [s.boundary.face(a, side) for side in (0, 1)]
+            extra = [max(0.0, -f.ghost_coefficients(s.diffusion, grid.spacing[a])[0])
+                     for f in faces if f.kind != "periodic"]
+            acts = any(f.kind in ("value", "permeable") for f in faces)
+            if grid.shape[a] > 1 or acts:  # one cell between no-flux faces: no flux along a
                 diffusion += 2.0 * s.diffusion * inv_h2[a]
-            diffusion += s.diffusion * min(n_value, 1 if grid.shape[a] > 1 else 2) * inv_h2[a]
+            diffusion += s.diffusion * (max(extra, default=0.0) if grid.shape[a] > 1 else sum(extra)) * inv_h2[a]
         chemo = 0.0
         if s.chemotaxis is not None:
             signal = u0[s.chemotaxis.signal].astype(np.float64)
@@ -179,14 +192,21 @@ class FieldState:
     t: float = 0.0
     step: int = 0
     segment: Segment | None = None
+    dt_next: float | None = None  # step-size control: the step to try next (None: dt_max)
+    rejected: int = 0  # steps the step-size control rejected and retook smaller
 
 
 class ExplicitIntegrator:
-    """Forward Euler, all species in one fused launch per step; lands exactly on targets."""
+    """Forward Euler, all species in one fused launch per step; lands exactly on targets.
+
+    order 2: Heun with modified-Patankar sinks (solver/integrators/second_order.py).
+    max_change: step-size control (advance_controlled); None: equal steps of dt_max.
+    """
 
     def __init__(
         self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float, check_every: int,
-        implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(),
+        implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(), order: int = 1,
+        max_change: float | None = None,
     ) -> None:
         self.backend = backend
         self.model = model
@@ -194,7 +214,13 @@ class ExplicitIntegrator:
         self.dtype = np.dtype(dtype)
         self.dt_max = dt_max
         self.check_every = check_every
+        self.order = order
+        self.max_change = max_change
         self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks, implicit_diffusion)
+        shape = (len(model.species),) + grid.shape
+        self.second_order = HeunPatankar(backend, shape, self.dtype) if order == 2 else None
+        self.controlled = [i for i in range(len(model.species)) if i not in implicit_diffusion] or \
+            list(range(len(model.species)))
 
     def advance(
         self,
@@ -212,7 +238,11 @@ class ExplicitIntegrator:
         is returned. A later call with the same t_end (in this run, or in one resumed
         from a checkpoint of this state) takes the remaining steps of the same size, so
         the step sequence is the uninterrupted one.
+
+        With max_change set, the steps are chosen by advance_controlled instead.
         """
+        if self.max_change is not None:
+            return self.advance_controlled(state, t_end, systemic, after_step)
         segment = state.segment
         if segment is None or segment.t_end != t_end:
             if segment is not None:
@@ -239,8 +269,96 @@ class ExplicitIntegrator:
         state.t = t_end
         return True
 
+    def advance_controlled(
+        self,
+        state: FieldState,
+        t_end: float,
+        systemic: SystemicRuntime | None = None,
+        after_step: Callable[[FieldState], bool] | None = None,
+    ) -> bool:
+        """Step from state.t to exactly t_end, each step's size chosen by its accuracy.
+
+        A step is accepted when no species changes by more than max_change relative to
+        its own value (relative_change); otherwise it is retaken from the same state with
+        half the step (step halving; the systemic state is restored too). Step sizes are
+        dt_max / 2^k, so the Thomas factors of few sizes are ever needed; after a step
+        whose change is under max_change / 2.5 the next one doubles (up to dt_max). The
+        last step before t_end is shortened to land on it exactly (or the last two split
+        what remains evenly, so no sliver step is taken). `after_step` as in advance; the
+        step to try next is kept in state.dt_next, so a run resumed from a checkpoint
+        continues with the same steps.
+        """
+        assert self.max_change is not None
+        state.segment = None
+        smallest = self.dt_max * 2.0**-MAX_HALVINGS
+        while state.t < t_end:
+            level = min(state.dt_next or self.dt_max, self.dt_max)
+            remaining = t_end - state.t
+            if remaining <= level * (1 + 1e-9):
+                h, last = remaining, True
+            else:
+                h, last = (remaining / 2 if remaining < 2 * level else level), False
+            t = state.t
+            saved = systemic.get_state() if systemic is not None else None
+            self._step(state, t, h, systemic)
+            change, species = self.relative_change(state.u, state.u_new)
+            if not math.isfinite(change):  # NaN or Inf in the new fields: the guard names the cell
+                self.check(FieldState(state.u_new, state.u, state.maps, t + h, state.step + 1))
+            if not change <= self.max_change:
+                if h <= smallest:
+                    raise SimulationError(
+                        f"step-size control: {self.model.species[species].name} changes by {change:.3g} "
+                        f"(relative) in a step of {h:.3g} at t={t:.6g}, above time.max_change = "
+                        f"{self.max_change:g} even after {MAX_HALVINGS} halvings; check the reaction "
+                        "terms or raise time.max_change"
+                    )
+                if systemic is not None:
+                    systemic.set_state(saved)
+                while level >= h:  # the largest dt_max / 2^k below the step just rejected
+                    level /= 2
+                state.dt_next = level
+                state.rejected += 1
+                continue
+            state.u, state.u_new = state.u_new, state.u
+            state.step += 1
+            state.t = t_end if last else t + h
+            state.dt_next = min(2 * level, self.dt_max) if change < self.max_change / 2.5 else level
+            if state.step % self.check_every == 0:
+                self.check(state)
+            if after_step is not None and after_step(state) and state.t < t_end:
+                return False
+        return True
+
+    def relative_change(self, u: Any, u_new: Any) -> tuple[float, int]:
+        """Largest |u_new - u| / (|u| + 1e-3 max|u|) of the controlled species, and which one.
+
+        The controlled species are those stepped explicitly (all of them for the explicit
+        integrator; for imex, those whose diffusion is not implicit: the cell populations
+        whose reactions set the accuracy). The implicitly diffused fields (drugs,
+        cytokines) are solved by L-stable backward Euler with their losses linearly
+        implicit; a fast-clearing one would otherwise hold every step to 5 % of its decay
+        time although it decays without error growth; its effect reaches the controlled
+        species through their reactions. Values below a thousandth of a species' largest
+        value are measured against that floor, so cells where a species is all but absent
+        do not hold the step down. A species that is zero everywhere at the start of the
+        step is not counted: its first appearance has no relative size.
+        """
+        xp = self.backend.xp
+        index = self.controlled
+        old = u[index].reshape(len(index), -1)
+        new = u_new[index].reshape(len(index), -1)
+        scale = xp.max(xp.abs(old), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = xp.max(xp.abs(new - old) / (xp.abs(old) + CHANGE_FLOOR * scale[:, None]), axis=1)
+        change = self.backend.to_host(xp.where(scale > 0, change, 0).astype(xp.float64))
+        i = int(np.argmax(np.where(np.isnan(change), np.inf, change)))
+        return float(change[i]), index[i]
+
     def _step(self, state: FieldState, t: float, h: float, systemic: SystemicRuntime | None) -> None:
         """One step: u_new from u (one fused launch); the systemic scalars advance with it."""
+        if self.second_order is not None:
+            self.second_order.step(self.stepper, state.u, state.u_new, state.maps, t, h, systemic)
+            return
         if systemic is None:
             self.stepper.step(state.u, state.u_new, state.maps, t, h)
         else:

@@ -2,10 +2,11 @@
 
 Public API:
     choose_implicit_species(rates) -> frozenset[int]
-    ImexIntegrator(backend, model, grid, dtype, dt_max, check_every, implicit_sinks, implicit)
+    ImexIntegrator(backend, model, grid, dtype, dt_max, check_every, implicit_sinks, implicit,
+                   order=1, max_change=None)
 
-One step from t to t + h (first order, locally one-dimensional splitting as in BioFVM,
-Ghaffarizadeh et al., Bioinformatics 32 (2016) 1256):
+One step from t to t + h (order 1: locally one-dimensional splitting as in BioFVM,
+Ghaffarizadeh et al., Bioinformatics 32 (2016) 1256; order 2: see ImexIntegrator):
 
     u*      = u + h F(u)                     the fused explicit step, without the diffusion
                                              of the implicit species (their reactions and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -32,12 +34,15 @@ from solver.backends.base import Backend
 from solver.grid import Grid
 from solver.integrators.explicit import ExplicitIntegrator
 from solver.integrators.line_solvers import ImplicitDiffusion1D
+from solver.integrators.second_order import crank_nicolson
 from solver.model import Model
 
 log = logging.getLogger(__name__)
 
 # Implicit diffusion is used when it lets dt grow at least this many times.
 IMPLICIT_RATIO = 10.0
+# Thomas factors kept for this many step sizes (step-size control halves and doubles h).
+FACTOR_CACHE = 8
 
 
 def choose_implicit_species(rates: list[tuple[float, float]]) -> frozenset[int]:
@@ -70,38 +75,58 @@ def choose_implicit_species(rates: list[tuple[float, float]]) -> frozenset[int]:
 
 
 class ImexIntegrator(ExplicitIntegrator):
-    """The explicit fused step, then implicit LOD diffusion of the chosen species."""
+    """The explicit fused step, then implicit LOD diffusion of the chosen species.
+
+    order 1: u_new = Sz Sy Sx E(h) u, backward Euler per axis (module docstring).
+    order 2: Strang splitting u_new = C(h/2) E2(h) C(h/2) u, with C(h/2) Crank-Nicolson
+    per axis (x, y, z before, z, y, x after) and E2 the second-order explicit part
+    (solver/integrators/second_order.py). The axis operators of one species commute
+    (constant D on a tensor grid), so the products are second order too.
+    """
 
     def __init__(
         self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float,
-        check_every: int, implicit_sinks: bool, implicit: frozenset[int],
+        check_every: int, implicit_sinks: bool, implicit: frozenset[int], order: int = 1,
+        max_change: float | None = None,
     ) -> None:
         super().__init__(backend, model, grid, dtype, dt_max, check_every, implicit_sinks,
-                         implicit_diffusion=implicit)
+                         implicit_diffusion=implicit, order=order, max_change=max_change)
         self.implicit = sorted(implicit)
         self.on_gpu = backend.name == "cupy"
-        self._factors: dict[float, dict[tuple[int, int], ImplicitDiffusion1D]] = {}
+        # (species, axis) -> Thomas factors, per backward-Euler time tau (h, or h/4 for the
+        # half-rate solves of Crank-Nicolson over h/2); step-size control uses few tau.
+        self._factors: OrderedDict[float, dict[tuple[int, int], Any]] = OrderedDict()
+        shape = (len(model.species),) + grid.shape
+        self._half = backend.xp.empty(shape, self.dtype) if order == 2 else None  # C(h/2) u
 
-    def factors(self, h: float) -> dict[tuple[int, int], ImplicitDiffusion1D]:
-        """Thomas factors per (species, axis) for step h, computed once per step size."""
-        if h not in self._factors:
-            self._factors.clear()  # a run uses few distinct h; keep the latest only
-            self._factors[h] = {}
-            for s in self.implicit:
-                species = self.model.species[s]
-                for a in range(3):
-                    line = ImplicitDiffusion1D(
-                        self.grid.shape[a], species.diffusion * h / self.grid.spacing[a] ** 2,
-                        species.boundary.face(a, 0), species.boundary.face(a, 1),
-                    )
-                    if self.on_gpu:
-                        from solver.backends.cupy_backend import CupyLineSolver
+    def factors(self, tau: float) -> dict[tuple[int, int], Any]:
+        """Factors of (I - D tau L_a) per (species, axis), computed once per tau."""
+        if tau in self._factors:
+            self._factors.move_to_end(tau)
+            return self._factors[tau]
+        if len(self._factors) >= FACTOR_CACHE:
+            self._factors.popitem(last=False)
+        out = {}
+        for s in self.implicit:
+            species = self.model.species[s]
+            for a in range(3):
+                line = ImplicitDiffusion1D(
+                    self.grid.shape[a], species.diffusion * tau / self.grid.spacing[a] ** 2,
+                    species.boundary.face(a, 0), species.boundary.face(a, 1),
+                    diffusion=species.diffusion, h=self.grid.spacing[a],
+                )
+                if self.on_gpu:
+                    from solver.backends.cupy_backend import CupyLineSolver
 
-                        line = CupyLineSolver(line, self.grid.shape, a, self.dtype)
-                    self._factors[h][(s, a)] = line
-        return self._factors[h]
+                    line = CupyLineSolver(line, self.grid.shape, a, self.dtype)
+                out[(s, a)] = line
+        self._factors[tau] = out
+        return out
 
     def _step(self, state: Any, t: float, h: float, systemic: Any) -> None:
+        if self.order == 2:
+            self._strang_step(state, t, h, systemic)
+            return
         super()._step(state, t, h, systemic)  # explicit part: u_new from u
         factors = self.factors(h)
         for s in self.implicit:
@@ -113,3 +138,20 @@ class ImexIntegrator(ExplicitIntegrator):
             for a in range(3):
                 field = factors[(s, a)].solve(field, a)
             state.u_new[s] = field
+
+    def _crank_nicolson_half_step(self, u: Any, h: float, axes: tuple[int, ...]) -> None:
+        """C(h/2) in place on the implicit species of u: Crank-Nicolson along `axes` in turn."""
+        factors = self.factors(h / 4)  # CN over h/2 = backward-Euler solves at half the rate
+        for s in self.implicit:
+            field = u[s]
+            for a in axes:
+                field = crank_nicolson(self.backend, factors[(s, a)], field, a)
+            if not self.on_gpu:
+                u[s] = field
+
+    def _strang_step(self, state: Any, t: float, h: float, systemic: Any) -> None:
+        half = self._half
+        half[...] = state.u  # u stays untouched: a step rejected by the step-size control is retaken
+        self._crank_nicolson_half_step(half, h, (0, 1, 2))
+        self.second_order.step(self.stepper, half, state.u_new, state.maps, t, h, systemic)
+        self._crank_nicolson_half_step(state.u_new, h, (2, 1, 0))

@@ -1,9 +1,11 @@
 """Implicit diffusion along one axis: batched tridiagonal (Thomas) solves, NumPy.
 
 Public API:
-    ImplicitDiffusion1D(n, r, low, high)      factors of (I - r L) for one axis, computed once
+    ImplicitDiffusion1D(n, r, low, high, diffusion=None, h=None)
+                                              factors of (I - r L) for one axis, computed once
+                                              (D and h are needed only by permeable faces)
         .solve(rhs, axis)                     all grid lines along `axis` at once (NumPy)
-        .boundary_rhs() -> (low, high)        2 r g of fixed-value faces, for the CUDA kernel
+        .boundary_rhs() -> (low, high)        r beta of the faces' ghost rules, for the CUDA kernel
     line_layout(shape, axis) -> (n, stride, inner, outer_stride, n_lines)
                                               how kernels/line_solve.cu walks the lines
 
@@ -13,12 +15,16 @@ Bioinformatics 32 (2016) 1256):
 
     (1 + 2 r) u_i - r (u_{i-1} + u_{i+1}) = rhs_i,      r = D dt / h^2
 
-with the ghost rules of solver/grid.py folded into the first and last rows:
-no-flux (ghost = u_edge): diagonal 1 + r; fixed value g (ghost = 2 g - u_edge):
-diagonal 1 + 3 r and 2 r g added to the right-hand side; periodic: the cyclic system,
-solved with the Sherman-Morrison formula on top of the same Thomas factors.
-The matrix is strictly diagonally dominant for every r >= 0, so the Thomas algorithm
-needs no pivoting and the scheme is unconditionally stable.
+with the ghost rules of solver/grid.py, u_ghost = alpha u_edge + beta
+(FaceBC.ghost_coefficients), folded into the first and last rows: diagonal
+1 + 2 r - r alpha and r beta added to the right-hand side. So no-flux (alpha = 1):
+diagonal 1 + r; fixed value g (alpha = -1, beta = 2 g): diagonal 1 + 3 r and 2 r g on
+the right; permeable (-1 < alpha <= 1): in between. On a line of one cell both faces
+act on it: diagonal 1 + r ((1 - alpha_low) + (1 - alpha_high)). Periodic: the cyclic
+system, solved with the Sherman-Morrison formula on top of the same Thomas factors.
+The matrix is strictly diagonally dominant for every r >= 0 and alpha <= 1 (an edge
+row has |diagonal| - r = 1 + r (1 - alpha) >= 1), so the Thomas algorithm needs no
+pivoting and the scheme is unconditionally stable.
 """
 
 from __future__ import annotations
@@ -29,14 +35,23 @@ from solver.grid import FaceBC
 
 
 class ImplicitDiffusion1D:
-    """Precomputed Thomas factors of (I - r L) along one axis of n cells."""
+    """Precomputed Thomas factors of (I - r L) along one axis of n cells.
 
-    def __init__(self, n: int, r: float, low: FaceBC, high: FaceBC) -> None:
+    `diffusion` (D) and `h` (the spacing along the axis) give a permeable face its ghost
+    rule; r = D dt / h^2 alone does not determine it.
+    """
+
+    def __init__(
+        self, n: int, r: float, low: FaceBC, high: FaceBC,
+        diffusion: float | None = None, h: float | None = None,
+    ) -> None:
         if (low.kind == "periodic") != (high.kind == "periodic"):
             raise ValueError("periodic must be set on both faces of an axis")
         self.n, self.r = n, float(r)
         self.low, self.high = low, high
         self.periodic = low.kind == "periodic" and n > 1
+        # (alpha, beta) per face; a periodic axis of one cell wraps onto itself: (1, 0)
+        self.ghosts = tuple(_ghost(face, diffusion, h) for face in (low, high))
         diag = np.full(n, 1.0 + 2.0 * r)
         off = np.full(max(n - 1, 0), -r)
         if self.periodic:
@@ -44,11 +59,12 @@ class ImplicitDiffusion1D:
             self.gamma = -diag[0]
             diag[0] -= self.gamma
             diag[-1] -= (-r) * (-r) / self.gamma
-        elif n == 1:  # both ghosts act on the single cell: only fixed values change it
-            diag[0] = 1.0 + sum(2.0 * r for face in (low, high) if face.kind == "value")
+        elif n == 1:  # both ghosts act on the single cell: 1 + 2r - r (alpha_low + alpha_high)
+            (a_low, _), (a_high, _) = self.ghosts
+            diag[0] = 1.0 + r * ((1.0 - a_low) + (1.0 - a_high))
         else:
-            for face, i in ((low, 0), (high, n - 1)):
-                diag[i] += {"no-flux": -r, "value": r}[face.kind]
+            for (alpha, _), i in zip(self.ghosts, (0, n - 1)):
+                diag[i] -= r * alpha
         self.lower = off
         # forward elimination factors: c'_i and 1 / (b_i - a_i c'_{i-1})
         self.cprime = np.empty(max(n - 1, 0))
@@ -75,11 +91,11 @@ class ImplicitDiffusion1D:
         return y
 
     def boundary_rhs(self) -> tuple[float, float]:
-        """What fixed-value faces add to the first and last right-hand-side entries."""
+        """r beta of the two faces: what they add to the first and last right-hand-side
+        entries (kernels/line_solve.cu takes them as rhs_low, rhs_high; one cell: both on it)."""
         if self.periodic:
             return 0.0, 0.0
-        low = 2.0 * self.r * self.low.value if self.low.kind == "value" else 0.0
-        high = 2.0 * self.r * self.high.value if self.high.kind == "value" else 0.0
+        low, high = (self.r * beta for _, beta in self.ghosts)
         if self.n == 1:
             return low + high, 0.0
         return low, high
@@ -90,15 +106,24 @@ class ImplicitDiffusion1D:
         shape = moved.shape
         d = moved.reshape(self.n, -1).copy()
         if not self.periodic:
-            for face, i in ((self.low, 0), (self.high, self.n - 1)):
-                if face.kind == "value":
-                    d[i] += 2.0 * self.r * face.value
+            for (_, beta), i in zip(self.ghosts, (0, self.n - 1)):
+                if beta != 0.0:
+                    d[i] += self.r * beta
         y = self._thomas(d)
         if self.periodic:  # Sherman-Morrison: x = y - z (v.y) / (1 + v.z)
             vy = y[0] + self.v_last * y[-1]
             vz = self.z[0] + self.v_last * self.z[-1]
             y -= np.outer(self.z, vy / (1.0 + vz))
         return np.moveaxis(y.reshape(shape), 0, axis)
+
+
+def _ghost(face: FaceBC, diffusion: float | None, h: float | None) -> tuple[float, float]:
+    """(alpha, beta) of one face's ghost rule; a periodic face (one-cell axis) gives (1, 0)."""
+    if face.kind == "periodic":
+        return 1.0, 0.0
+    if face.kind == "permeable" and (diffusion is None or h is None):
+        raise ValueError("a permeable face needs the diffusion coefficient and the spacing (diffusion=, h=)")
+    return face.ghost_coefficients(1.0 if diffusion is None else diffusion, 1.0 if h is None else h)
 
 
 def line_layout(shape: tuple[int, int, int], axis: int) -> tuple[int, int, int, int, int]:

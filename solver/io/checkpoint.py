@@ -33,6 +33,7 @@ Layout of DIR/checkpoints/checkpoint-<step, 12 digits>.h5:
     /diagnostics/last       the last record's diagnostics; attributes `names`, `t`
     root attributes         format, format_version, tumorsim_version, t, step,
                             segment (t0, t_end, n, k; absent when on an event),
+                            dt_next (the step-size control's next step, when controlled),
                             next_event, n_series, n_snapshots, species (JSON),
                             physics_json, config_hash, maps_sha256, backend,
                             device, reason, written_at
@@ -91,6 +92,7 @@ class Checkpoint:
     backend: str
     device: str
     segment: tuple[float, float, int, int] | None = None  # (t0, t_end, n, k) in progress
+    dt_next: float | None = None  # the step-size control's next step (None: not controlled)
     reason: str = "periodic"
     tumorsim_version: str = ""
     config_hash: str = ""
@@ -248,6 +250,8 @@ def _write_contents(path: Path, ck: Checkpoint) -> None:
         if ck.segment is not None:
             t0, t1, n, k = ck.segment
             attrs["segment"] = np.array([t0, t1, n, k], dtype=np.float64)  # n, k exact in float64
+        if ck.dt_next is not None:
+            attrs["dt_next"] = float(ck.dt_next)
         for key, value in attrs.items():
             f.attrs[key] = value
         chunks = _chunks(ck.fields)
@@ -380,6 +384,7 @@ def _read_contents(f: Any, path: Path) -> Checkpoint:
         backend=str(a["backend"]),
         device=str(a["device"]),
         segment=segment,
+        dt_next=float(a["dt_next"]) if "dt_next" in a else None,
         reason=str(a.get("reason", "")),
         tumorsim_version=str(a["tumorsim_version"]),
         config_hash=str(a["config_hash"]),

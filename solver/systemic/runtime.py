@@ -2,7 +2,8 @@
 
 Public API:
     SystemicRuntime(model)
-        .values(t) -> np.ndarray       the scalars every kernel step receives, in
+        .values(t, rate_time=t) -> np.ndarray
+                                       the scalars every kernel step receives, in
                                        model.systemic_names order
         .advance(t, h)                 plasma PK exactly, other systemic ODEs by RK4
         .apply_boluses(t)              doses given at exactly t
@@ -50,9 +51,14 @@ class SystemicRuntime:
                 out.append(self._rate(a.name, rate_time))
         return out
 
-    def values(self, t: float) -> np.ndarray:
-        """Systemic ODE values, then each agent's plasma concentration (or infusion rate), at t."""
-        return np.array([*self.y, *self._agent_values(t, self.pk_state, t)], dtype=np.float64)
+    def values(self, t: float, rate_time: float | None = None) -> np.ndarray:
+        """Systemic ODE values, then each agent's plasma concentration (or infusion rate), at t.
+
+        `rate_time`: when the infusion rates are looked up (default t); the end of a step
+        ending on a dose stop uses its start, the rate it was stepped with.
+        """
+        rate_time = t if rate_time is None else rate_time
+        return np.array([*self.y, *self._agent_values(t, self.pk_state, rate_time)], dtype=np.float64)
 
     def apply_boluses(self, t: float) -> None:
         """Give every bolus scheduled at exactly t (value reported at t is the one after it)."""
