@@ -4,13 +4,17 @@
 #   2. the full benchmark (copy bandwidth, fused step and its peers at 128^3, 256^3,
 #      384^3 float32 and 256^3 float64, the NumPy peers at 128^3, end-to-end runs with
 #      snapshots and checkpoints, the largest-grid estimate), PASS/FAIL against the targets;
+#   3. benchmarks/imex_cycle.py: the 21-day IMEX run at 256^3 and its quarter-dt reference
+#      (issue 7; at most 330 s);
 #   then prints the short table last.
 #
 # Files (at most 8, flat, for the device tool's $OUT): bench.json, bench.md, summary.txt,
-# bench.log, pytest_gpu.log, environment.txt, under $OUT when set, else benchmarks/out/.
+# bench.log, pytest_gpu.log, environment.txt, imex_cycle.json, imex_cycle.log, under $OUT
+# when set, else benchmarks/out/.
 #
 # Expected on one H100 80GB (estimates; no GPU was available when this was written):
-# tests about 1 min, benchmark about 2.5-3.5 min, whole script under 5 min. Hard limits:
+# tests about 1 min, benchmark about 2.5-3.5 min, imex cycle 2-5 min, whole script 6-10 min:
+# with 15 device minutes per session, run it with timeout_s=600 and no second try. Hard limits:
 # the tests get at most 150 s, the benchmark what is left of 290 s, and the benchmark
 # skips its optional peers (marked "skipped: time budget") 90 s before that.
 #
@@ -56,8 +60,13 @@ timeout "$left" python3 benchmarks/bench.py --out "$out" --budget-s $((left - 90
     2>&1 | tee "$out/bench.log"
 bench_rc=${PIPESTATUS[0]}
 
+echo "== imex cycle (issue 7): 21 days of chemoimmuno at 256^3 x 10 um, and its dt/4 reference"
+timeout 330 python3 benchmarks/imex_cycle.py --out "$out" 2>&1 | grep -v "^\s*$" | tee "$out/imex_cycle.log"
+imex_rc=${PIPESTATUS[0]}
+
 echo
 echo "================ summary (also in $out/summary.txt) ================"
 cat "$out/summary.txt" 2>/dev/null || echo "(no summary: the benchmark did not finish, see $out/bench.log)"
-echo "gpu tests exit ${tests_rc}, benchmark exit ${bench_rc}, $(( $(date +%s) - start )) s in all"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+tail -n 6 "$out/imex_cycle.log" 2>/dev/null
+echo "gpu tests exit ${tests_rc}, benchmark exit ${bench_rc}, imex cycle exit ${imex_rc}, $(( $(date +%s) - start )) s in all"
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$imex_rc" -eq 0 ]

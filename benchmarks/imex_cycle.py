@@ -104,23 +104,34 @@ def main(argv: list[str] | None = None) -> int:
                   imex_step_s=imex_step, imex_over_explicit_step=imex_step / explicit_step)
     (args.out / "imex_cycle.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
+    at_target = args.n == 256 and args.spacing == 10.0 and args.end == 21.0 and backend.name == "cupy"
+
+    def verdict(ok: bool) -> str:  # the targets are set for 256^3 of 10 um, 21 days, on one H100
+        return ("PASS" if ok else "FAIL") if at_target else "(target is for 256^3 x 10 um, 21 days, GPU)"
+
     print(f"IMEX cycle: {args.n}^3 x {args.spacing:g} um, {args.end:g} days, order {args.order}, on {backend.device}")
     print(f"  implicit diffusion of {', '.join(result['implicit'])}; dt up to {sim.plan.dt:.4g} day, "
-          f"max_change {sim.max_change}")
+          f"step-size control {'off' if sim.max_change is None else sim.max_change}")
     print(f"  imex run           {wall:10.1f} s  {summary.steps:9d} steps  burden {result['burden']:.6g}"
-          f"   target <= 60 s: {'PASS' if wall <= 60 else 'FAIL'}")
+          f"   <= 60 s: {verdict(wall <= 60)}")
     if "reference_burden" in result:
         ok = result["burden_rel_diff"] <= 0.01
         print(f"  reference (dt/4)   {result['reference_wall_s']:10.1f} s  {result['reference_steps']:9d} steps  "
               f"burden {result['reference_burden']:.6g}   difference {100 * result['burden_rel_diff']:.3f} % "
-              f"(target <= 1 %): {'PASS' if ok else 'FAIL'}")
+              f"(<= 1 %): {verdict(ok)}")
     print(f"  explicit projected {result['explicit_projected_s']:10.1f} s  {explicit.plan.estimated_steps:9d} steps "
           f"({1e3 * explicit_step:.3g} ms per step)")
     ratio = result["imex_over_explicit_step"]
-    print(f"  one imex step = {ratio:.2f} explicit steps ({1e3 * imex_step:.3g} ms; target <= 8): "
-          f"{'PASS' if ratio <= 8 else 'FAIL'}")
+    print(f"  one imex step = {ratio:.2f} explicit steps ({1e3 * imex_step:.3g} ms; <= 8): "
+          f"{verdict(ratio <= 8)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from solver.errors import TumorsimError
+
+    try:
+        sys.exit(main())
+    except TumorsimError as exc:  # a bad option (e.g. --end before the last dose): one line
+        print(f"imex_cycle: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -225,3 +225,22 @@ def test_gpu_full_mode_peers_compute_the_fused_step(gpu) -> None:
         cpu_row = report.find(model, 32, "float32", "numpy-expr")
         assert cpu_row is not None and cpu_row.max_rel_diff < 1e-5
     assert all(math.isfinite(r.ms_per_step) for r in report.steps if r.ms_per_step is not None)
+
+
+def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
+    """benchmarks/imex_cycle.py end to end at a tiny size (the 256^3 target needs a GPU)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("imex_cycle", REPO / "benchmarks" / "imex_cycle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--n", "8", "--spacing", "300", "--backend", "cpu", "--steps", "2",
+                        "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8"))
+    assert result["implicit"] == ["M", "I", "A"] and result["steps"] > 0
+    # a quarter of the dt; records every 0.1 day cut steps short, so not quite 4x the count
+    assert result["reference_steps"] > 3 * result["steps"]
+    assert result["explicit_steps"] > 10 * result["steps"]
+    assert 0 <= result["burden_rel_diff"] < 0.05
+    out = capsys.readouterr().out
+    assert "one imex step = " in out and "(target is for 256^3 x 10 um, 21 days, GPU)" in out
