@@ -4,8 +4,8 @@
 #   2. the full benchmark (copy bandwidth, fused step and its peers at 128^3, 256^3,
 #      384^3 float32 and 256^3 float64, the NumPy peers at 128^3, end-to-end runs with
 #      snapshots and checkpoints, the largest-grid estimate), PASS/FAIL against the targets;
-#   3. benchmarks/imex_cycle.py: the 21-day IMEX run at 256^3 and its quarter-dt reference
-#      (issue 7; at most 330 s);
+#   3. benchmarks/imex_cycle.py: IMEX and explicit step costs at 256^3, then the 21-day
+#      IMEX run if the time left (up to ~570 s from the start) allows (issue 7);
 #   then prints the short table last.
 #
 # Files (at most 8, flat, for the device tool's $OUT): bench.json, bench.md, summary.txt,
@@ -13,8 +13,8 @@
 # when set, else benchmarks/out/.
 #
 # Expected on one H100 80GB (estimates; no GPU was available when this was written):
-# tests about 1 min, benchmark about 2.5-3.5 min, imex cycle 2-5 min, whole script 6-10 min:
-# with 15 device minutes per session, run it with timeout_s=600 and no second try. Hard limits:
+# tests about 1 min, benchmark about 2.5-3.5 min, imex cycle what is left: at most ~9.5 min
+# in all. With 15 device minutes per session, run it with timeout_s=600 and no second try. Hard limits:
 # the tests get at most 150 s, the benchmark what is left of 290 s, and the benchmark
 # skips its optional peers (marked "skipped: time budget") 90 s before that.
 #
@@ -60,9 +60,16 @@ timeout "$left" python3 benchmarks/bench.py --out "$out" --budget-s $((left - 90
     2>&1 | tee "$out/bench.log"
 bench_rc=${PIPESTATUS[0]}
 
-echo "== imex cycle (issue 7): 21 days of chemoimmuno at 256^3 x 10 um, and its dt/4 reference"
-timeout 330 python3 benchmarks/imex_cycle.py --out "$out" 2>&1 | grep -v "^\s*$" | tee "$out/imex_cycle.log"
+# The quarter-dt reference at 256^3 (4x the steps) does not fit a 15-minute lease: the
+# accuracy against it is measured at CPU sizes (RESULTS.md). Step costs first, then the
+# 21-day run with whatever time is left before ~570 s.
+echo "== imex cycle (issue 7): 21 days of chemoimmuno at 256^3 x 10 um"
+left=$((570 - ($(date +%s) - start)))
+[ "$left" -lt 60 ] && left=60
+timeout "$left" python3 benchmarks/imex_cycle.py --out "$out" --no-reference 2>&1 | grep -v "^\s*$" \
+    | tee "$out/imex_cycle.log"
 imex_rc=${PIPESTATUS[0]}
+[ "$imex_rc" -eq 124 ] && echo "imex cycle: stopped at the time limit; its step costs and projection are above"
 
 echo
 echo "================ summary (also in $out/summary.txt) ================"

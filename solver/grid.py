@@ -64,8 +64,8 @@ class FaceBC:
         if self.kind == "permeable":
             if diffusion <= 0.0:
                 return 1.0, 0.0
-            # The same operations, in this order, are written out in C by
-            # solver/backends/cuda_codegen.py (_neighbour): keep the two in step.
+            # NumPy (numpy_backend) and the generated CUDA (cuda_codegen._neighbour) both
+            # use these two numbers, rounded to the field's dtype.
             b = self.permeability * h / diffusion
             half = 0.5 * b
             return (1.0 - half) / (1.0 + half), b * self.value / (1.0 + half)

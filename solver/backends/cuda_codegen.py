@@ -81,7 +81,7 @@ def _literal(printer: _RealPrinter, value: float) -> str:
     return printer._print(sp.Float(value))
 
 
-def _neighbour(model: Model, s: int, axis: int, side: int, printer: _RealPrinter) -> str:
+def _neighbour(model: Model, grid: Grid, s: int, axis: int, side: int, printer: _RealPrinter) -> str:
     """C expression for species s's value in the neighbour cell (or ghost) on one side."""
     sp_ = model.species[s]
     idx, ext, stride = _INDEX[axis], _EXTENT[axis], _STRIDE[axis]
@@ -94,23 +94,16 @@ def _neighbour(model: Model, s: int, axis: int, side: int, printer: _RealPrinter
         inside, cond = f"{base} + {stride}]", f"{idx} < {ext} - 1"
         wrap = f"{base} - ({ext} - 1) * {stride}]"
     c = f"c_{sp_.name}"
+    alpha, beta = (1.0, 0.0) if face.kind in ("periodic", "no-flux") else \
+        face.ghost_coefficients(sp_.diffusion, grid.spacing[axis])
     if face.kind == "periodic":
         ghost = wrap
-    elif face.kind == "value":
-        ghost = f"{_literal(printer, 2.0 * face.value)} - {c}"
-    elif face.kind == "permeable" and face.permeability > 0.0 and sp_.diffusion > 0.0:
-        # alpha c + beta of FaceBC.ghost_coefficients(D, h), written out in C because h is
-        # known here only as the H{X,Y,Z} define: the same operations in the same order,
-        # so with real = double (H exact to 17 digits) alpha and beta are bit-identical to
-        # NumPy's; the compiler folds them to constants.
-        lit = lambda v: _literal(printer, v)
-        b = f"({lit(face.permeability)} * H{AXES[axis].upper()} / {lit(sp_.diffusion)})"
-        half = f"({lit(0.5)} * {b})"
-        alpha = f"(({lit(1.0)} - {half}) / ({lit(1.0)} + {half}))"
-        beta = f"({b} * {lit(face.value)} / ({lit(1.0)} + {half}))"
-        ghost = f"{alpha} * {c} + {beta}"
-    else:  # no-flux, and permeable with P = 0 or D = 0 (ghost_coefficients gives (1, 0))
+    elif alpha == 1.0 and beta == 0.0:  # no-flux, and permeable with P = 0 or D = 0
         ghost = c
+    elif alpha == -1.0:  # fixed value g: 2 g - edge
+        ghost = f"{_literal(printer, beta)} - {c}"
+    else:  # permeable: the coefficients NumPy uses, rounded to `real` as it casts them
+        ghost = f"{_literal(printer, alpha)} * {c} + {_literal(printer, beta)}"
     return f"(({cond}) ? {inside} : ({ghost}))"
 
 
@@ -167,7 +160,7 @@ def model_update_source(
             continue
         for a in range(3):
             for side, tag in ((0, "m"), (1, "p")):
-                lines.append(f"    const real {name}_{AXES[a]}{tag} = {_neighbour(model, s, a, side, pr)};")
+                lines.append(f"    const real {name}_{AXES[a]}{tag} = {_neighbour(model, grid, s, a, side, pr)};")
 
     # Reaction terms: common subexpressions computed once for all species.
     subs = {sym: sp.Symbol(_c_name(sym, model), real=True) for sym in used}
