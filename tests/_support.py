@@ -36,3 +36,35 @@ def make_config(
         },
         source="<test>",
     )
+
+
+# CUDA source compiled as C++ on the host (tests/test_kernel_on_host.py explains why):
+# the CUDA keywords defined away; a wrapper after the source emulates the launch grid.
+CUDA_ON_HOST = r"""
+#include <cmath>
+#include <cstdio>
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __restrict__ __restrict
+struct Dim { unsigned x, y, z; };
+static Dim blockIdx, threadIdx;
+using std::exp; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
+using std::fmin; using std::fmax; using std::pow; using std::fabs;
+"""
+
+
+def compile_on_host(code: str, tmp_path, function: str):
+    """g++-compile CUDA_ON_HOST + code into a shared library; return `function` from it.
+
+    -ffp-contract=off: no fused multiply-add, so rounding matches NumPy's separate ops.
+    """
+    import ctypes
+    import subprocess
+
+    src, lib = tmp_path / f"{function}.cpp", tmp_path / f"{function}.so"
+    src.write_text(CUDA_ON_HOST + code)
+    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
+                   check=True, capture_output=True, text=True)
+    return getattr(ctypes.CDLL(str(lib)), function)

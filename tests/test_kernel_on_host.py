@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
+from _support import compile_on_host
 from solver.backends.cuda_codegen import explicit_step_source
 from solver.backends.registry import get_backend
 from solver.simulation import Simulation
 
-HARNESS = r"""
-#include <cmath>
-#include <cstdio>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __restrict__ __restrict
-struct Dim { unsigned x, y, z; };
-static Dim blockIdx, threadIdx;
-using std::exp; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
-using std::fmin; using std::fmax; using std::pow; using std::fabs;
-%(source)s
+# After the kernel source: run the launch grid of explicit_step as loops.
+HOST_STEP = r"""
 extern "C" void host_step(const real* u, real* u_new, const real* maps, real t, real dt) {
     const long long blocks = (N_CELLS + BLOCK_SIZE - 1) / BLOCK_SIZE;
     for (long long b = 0; b < blocks; ++b) {
@@ -46,13 +35,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ t
 
 
 def host_kernel(source: str, tmp_path):
-    src = tmp_path / "kernel_host.cpp"
-    lib = tmp_path / "kernel_host.so"
-    src.write_text(HARNESS % {"source": source})
-    # -ffp-contract=off: no fused multiply-add, so rounding matches NumPy's separate ops
-    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
-                   check=True, capture_output=True, text=True)
-    return ctypes.CDLL(str(lib)).host_step
+    return compile_on_host(source + HOST_STEP, tmp_path, "host_step")
 
 
 @pytest.mark.parametrize("reactions", ["explicit", "linearly-implicit"])

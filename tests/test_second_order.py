@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from scipy.fft import dctn, idctn
 
-from _support import make_config
+from _support import compile_on_host, make_config
 from solver.backends.cuda_codegen import compile_for_arch, explicit_rates_source
 from solver.backends.registry import get_backend
 from solver.simulation import Simulation
@@ -134,18 +133,8 @@ def test_quickstart_second_order_matches_explicit() -> None:
 
 # --------------------------------------------------------------------------- the rates kernel
 
-HARNESS = r"""
-#include <cmath>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __restrict__ __restrict
-struct Dim { unsigned x, y, z; };
-static Dim blockIdx, threadIdx;
-using std::exp; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
-using std::fmin; using std::fmax; using std::pow; using std::fabs;
-%(source)s
+# After the kernel source: run the launch grid of explicit_rates as loops.
+HOST_RATES = r"""
 extern "C" void host_rates(const real* u, real* rate, real* sink, const real* maps, real t) {
     const long long blocks = (N_CELLS + BLOCK_SIZE - 1) / BLOCK_SIZE;
     for (long long b = 0; b < blocks; ++b) {
@@ -175,11 +164,7 @@ def test_rates_kernel_source_matches_numpy(tmp_path) -> None:
     # tests/test_kernel_on_host.py) writes the same F and lambda as the NumPy stepper.
     sim = Simulation(two_species())
     source = explicit_rates_source(sim.model, sim.grid, np.dtype("float64"), implicit_sinks=True)
-    src, lib = tmp_path / "rates.cpp", tmp_path / "rates.so"
-    src.write_text(HARNESS % {"source": source})
-    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
-                   check=True, capture_output=True, text=True)
-    host_rates = ctypes.CDLL(str(lib)).host_rates
+    host_rates = compile_on_host(source + HOST_RATES, tmp_path, "host_rates")
     state = sim.start(get_backend("cpu"))
     u, maps = state.fields.u, np.ascontiguousarray(state.fields.maps)
     rate, sink = np.full_like(u, np.nan), np.full_like(u, np.nan)

@@ -257,11 +257,7 @@ class ExplicitIntegrator:
         for k in range(segment.k, n):
             t = t0 + k * h
             self._step(state, t, h, systemic)
-            state.u, state.u_new = state.u_new, state.u
-            state.step += 1
-            state.t = t0 + (k + 1) * h
-            if state.step % self.check_every == 0:
-                self.check(state)
+            self._accept(state, t0 + (k + 1) * h)
             if after_step is not None and after_step(state) and k + 1 < n:
                 state.segment = Segment(t0, t_end, n, k + 1)
                 return False
@@ -319,15 +315,19 @@ class ExplicitIntegrator:
                 state.dt_next = level
                 state.rejected += 1
                 continue
-            state.u, state.u_new = state.u_new, state.u
-            state.step += 1
-            state.t = t_end if last else t + h
+            self._accept(state, t_end if last else t + h)
             state.dt_next = min(2 * level, self.dt_max) if change < self.max_change / 2.5 else level
-            if state.step % self.check_every == 0:
-                self.check(state)
             if after_step is not None and after_step(state) and state.t < t_end:
                 return False
         return True
+
+    def _accept(self, state: FieldState, t_new: float) -> None:
+        """The step just taken becomes the state (buffers swapped); the guard every check_every."""
+        state.u, state.u_new = state.u_new, state.u
+        state.step += 1
+        state.t = t_new
+        if state.step % self.check_every == 0:
+            self.check(state)
 
     def relative_change(self, u: Any, u_new: Any) -> tuple[float, int]:
         """Largest |u_new - u| / (|u| + 1e-3 max|u|) of the controlled species, and which one.
