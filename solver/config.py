@@ -203,7 +203,9 @@ class TimeConfig(_Section):
     # explicit: forward Euler for the reactions too. linearly-implicit: each species' own
     # sink rate lambda = max(0, -dR_i/du_i) is taken implicitly, u_new = u + dt F / (1 + dt
     # lambda), so stiff decay and vessel exchange (P S/V w, up to 1e5/day) do not bound dt.
-    reactions: Literal["explicit", "linearly-implicit"] = "explicit"
+    # auto: linearly-implicit with imex (diffusion, decay and vessel exchange implicit),
+    # explicit with the explicit integrator.
+    reactions: Literal["explicit", "linearly-implicit", "auto"] = "auto"
     unit: str = ""
 
 

@@ -52,11 +52,12 @@ from solver.integrators.explicit import (
     ExplicitIntegrator,
     FieldState,
     Segment,
+    StepBound,
     choose_dt,
     explicit_stability_bound,
     species_rates,
 )
-from solver.integrators.imex import ImexIntegrator, choose_implicit_species
+from solver.integrators.imex import IMPLICIT_RATIO, ImexIntegrator, choose_implicit_species
 from solver.io.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -355,8 +356,7 @@ class Simulation:
                            "to set it up (initial fields, maps, the stability bound)")
         self.u0 = self.model.initial_fields(self.grid, self.dtype)
         self.maps = self.model.static_maps(self.grid, self.dtype)
-        self.implicit_sinks = config.time.reactions == "linearly-implicit"
-        self.plan = self._plan()
+        self.plan = self._plan()  # also sets integrator_name, implicit_sinks, implicit_diffusion
         self.last_checkpoint: Path | None = None
 
     def _check_memory(self, need: int, available: int | None, where: str, what: str) -> None:
@@ -405,22 +405,17 @@ class Simulation:
         runtime = SystemicRuntime(self.model)
         runtime.apply_boluses(0.0)
         systemic0 = runtime.values(0.0)
-        self.implicit_diffusion: frozenset[int] = frozenset()
-        self.integrator_name, self.integrator_reason = cfg.time.integrator, "as configured"
-        if cfg.time.integrator != "explicit":
-            rates = species_rates(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
-            self.implicit_diffusion = choose_implicit_species([(d, total - d) for total, _, d in rates])
+        candidates = self._candidates(systemic0)
         if cfg.time.integrator == "auto":
-            self.integrator_name, self.integrator_reason = self._auto_integrator(systemic0)
-            if self.integrator_name == "explicit":
-                self.implicit_diffusion = frozenset()
+            self.integrator_name, self.integrator_reason = self._auto_integrator(candidates)
             log.info("integrator auto: %s, %s", self.integrator_name, self.integrator_reason)
+        else:
+            self.integrator_name, self.integrator_reason = cfg.time.integrator, "as configured"
+        self.implicit_sinks, self.implicit_diffusion, bound = candidates[self.integrator_name]
         if self.integrator_name == "imex":
             log.info("imex: implicit diffusion for %s",
                      ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion)) or "no species")
         self.max_change = cfg.time.max_change
-        bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks,
-                                         self.implicit_diffusion)
         dt = choose_dt(cfg.time, bound)
         end = cfg.time.end
         snap_every = cfg.output.snapshot_every or end / 10
@@ -433,17 +428,37 @@ class Simulation:
         steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
 
-    def _auto_integrator(self, systemic0: np.ndarray) -> tuple[str, str]:
-        """`time.integrator: auto`: imex when implicit diffusion lets dt grow >= 10x; and why."""
-        explicit = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
-        if not self.implicit_diffusion:
+    def _candidates(self, systemic0: np.ndarray) -> dict[str, tuple[bool, frozenset[int], StepBound]]:
+        """Per integrator: (linear sinks implicit?, species with implicit diffusion, its dt bound).
+
+        `time.reactions: auto` takes the linear sinks (decay, vessel exchange) implicitly with
+        imex, whose point is to lift the fast processes out of the dt bound, and explicitly
+        with the explicit integrator.
+        """
+        reactions = self.config.time.reactions
+        out = {}
+        for name in ("explicit", "imex"):
+            sinks = reactions == "linearly-implicit" or (reactions == "auto" and name == "imex")
+            implicit: frozenset[int] = frozenset()
+            if name == "imex":
+                rates = species_rates(self.model, self.grid, self.u0, systemic0, sinks)
+                implicit = choose_implicit_species([(d, total - d) for total, _, d in rates])
+            bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, sinks, implicit)
+            out[name] = (sinks, implicit, bound)
+        return out
+
+    def _auto_integrator(self, candidates: dict[str, tuple[bool, frozenset[int], StepBound]]) -> tuple[str, str]:
+        """`time.integrator: auto`: imex when it lets dt grow >= IMPLICIT_RATIO x; and why."""
+        explicit = candidates["explicit"][2]
+        sinks, implicit, imex = candidates["imex"]
+        gain = imex.dt / explicit.dt if math.isfinite(explicit.dt) else 1.0
+        if not implicit or gain < IMPLICIT_RATIO:
             return "explicit", (f"no species diffuses fast enough for implicit diffusion to pay (the explicit "
                                 f"bound {explicit.dt:.3g} is set by {explicit.limited_by})")
-        imex = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks,
-                                        self.implicit_diffusion)
-        names = ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion))
+        names = ", ".join(self.model.names[i] for i in sorted(implicit))
+        extra = " and the linear sinks" if sinks and not candidates["explicit"][0] else ""
         return "imex", (f"the {explicit.limited_by} bounds an explicit dt at {explicit.dt:.3g}; with the "
-                        f"diffusion of {names} implicit, dt can be {imex.dt:.3g} ({imex.dt / explicit.dt:.0f}x), "
+                        f"diffusion of {names}{extra} implicit, dt can be {imex.dt:.3g} ({gain:.0f}x), "
                         f"set by {imex.limited_by}")
 
     def integrator_choices(self) -> dict[str, tuple[float, int, tuple[str, ...]]]:
@@ -452,13 +467,9 @@ class Simulation:
         cfg = self.config
         runtime = SystemicRuntime(self.model)
         runtime.apply_boluses(0.0)
-        systemic0 = runtime.values(0.0)
-        rates = species_rates(self.model, self.grid, self.u0, systemic0, self.implicit_sinks)
-        implicit = choose_implicit_species([(d, total - d) for total, _, d in rates])
         events = _merge([0.0, *self.plan.snapshot_times, *self.plan.series_times], self.dose_times(cfg.time.end))
         out = {}
-        for name, chosen in (("explicit", frozenset()), ("imex", implicit)):
-            bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, self.implicit_sinks, chosen)
+        for name, (_, chosen, bound) in self._candidates(runtime.values(0.0)).items():
             dt = cfg.time.safety * bound.dt if cfg.time.dt == "auto" else min(float(cfg.time.dt), bound.dt)
             if not math.isfinite(dt):
                 dt = min(b - a for a, b in zip(events, events[1:]) if b > a)

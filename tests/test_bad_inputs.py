@@ -33,7 +33,9 @@ TINY: dict[str, Any] = {
     "name": "tiny",
     "backend": "cpu",
     "grid": {"shape": [4, 4, 4], "spacing": 1.0},
-    "time": {"end": 0.5},
+    # explicit: its dt is set by diffusion alone, so a changed parameter or map is what
+    # differs on resume (imex's dt would follow the reaction and differ too)
+    "time": {"end": 0.5, "integrator": "explicit"},
     "output": {"series_every": 0.1, "pictures": False, "checkpoint": {"every_steps": 1, "keep": 3}},
     "model": {
         "parameters": {"D": 1.0, "k": 0.5},
@@ -381,10 +383,10 @@ def test_dry_run_reports_the_plan_and_writes_nothing(
     )
     out = capsys.readouterr().out
     assert "grid (4, 4, 4) = 64 cells of 1 x 1 x 1; 1 species (u), 1 map(s), float32" in out
-    # auto picks imex for this lone diffuser (its explicit bound is set by diffusion alone), and says why
-    assert "integrator imex, order 1 (auto: the diffusion of u (D=1, h=1) bounds an explicit dt at 0.167" in out
-    assert "steps to t = 0.5; 11 snapshots, 6 time-series records" in out
-    assert "integrator explicit: dt = 0.15, 10 steps" in out  # what explicit would do
+    assert "integrator explicit, order 1 (as configured)" in out
+    assert "dt = 0.15: time.safety 0.9 x the stability bound 0.166667, set by diffusion of u" in out
+    assert "10 steps to t = 0.5; 11 snapshots, 6 time-series records" in out
+    assert "integrator explicit (this run): dt = 0.15, 10 steps" in out
     assert "memory on CPU" in out and "fields 512 B (double-buffered) + maps 256 B + scratch" in out
     assert "runtime: about " in out and "ms per step, measured on 3 steps" in out
     assert file_hashes(folder) == before and not (folder / "out").exists()
