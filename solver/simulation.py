@@ -58,6 +58,7 @@ from solver.integrators.explicit import (
     species_rates,
 )
 from solver.integrators.imex import IMPLICIT_RATIO, ImexIntegrator, choose_implicit_species
+from solver.integrators.transport_solvers import chemotaxis_can_be_implicit
 from solver.io.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -77,6 +78,9 @@ from solver.model import build_model
 from solver.systemic.runtime import SystemicRuntime
 
 log = logging.getLogger(__name__)
+
+# (linear sinks implicit, implicit diffusion, implicit chemotaxis, dt bound) of an integrator
+Candidate = tuple[bool, frozenset[int], frozenset[int], StepBound]
 
 
 def output_times(end: float, every: float) -> list[float]:
@@ -411,10 +415,12 @@ class Simulation:
             log.info("integrator auto: %s, %s", self.integrator_name, self.integrator_reason)
         else:
             self.integrator_name, self.integrator_reason = cfg.time.integrator, "as configured"
-        self.implicit_sinks, self.implicit_diffusion, bound = candidates[self.integrator_name]
+        self.implicit_sinks, self.implicit_diffusion, self.implicit_chemotaxis, bound = candidates[self.integrator_name]
         if self.integrator_name == "imex":
-            log.info("imex: implicit diffusion for %s",
-                     ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion)) or "no species")
+            log.info("imex: implicit diffusion for %s%s",
+                     ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion)) or "no species",
+                     f"; with chemotaxis for {', '.join(self.model.names[i] for i in sorted(self.implicit_chemotaxis))}"
+                     if self.implicit_chemotaxis else "")
         self.max_change = cfg.time.max_change
         dt = choose_dt(cfg.time, bound)
         end = cfg.time.end
@@ -428,29 +434,38 @@ class Simulation:
         steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
         return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
 
-    def _candidates(self, systemic0: np.ndarray) -> dict[str, tuple[bool, frozenset[int], StepBound]]:
-        """Per integrator: (linear sinks implicit?, species with implicit diffusion, its dt bound).
+    def _candidates(self, systemic0: np.ndarray) -> dict[str, Candidate]:
+        """Per integrator: (linear sinks implicit?, species with implicit diffusion, those
+        with implicit chemotaxis too, the dt bound).
 
         `time.reactions: auto` takes the linear sinks (decay, vessel exchange) implicitly with
         imex, whose point is to lift the fast processes out of the dt bound, and explicitly
-        with the explicit integrator.
+        with the explicit integrator. With `time.implicit_chemotaxis`, a chemotactic species
+        whose faces allow it (transport_solvers.chemotaxis_can_be_implicit) counts its
+        chemotaxis as transport that imex can take implicitly.
         """
         reactions = self.config.time.reactions
         out = {}
         for name in ("explicit", "imex"):
             sinks = reactions == "linearly-implicit" or (reactions == "auto" and name == "imex")
             implicit: frozenset[int] = frozenset()
+            chemotactic: frozenset[int] = frozenset()
             if name == "imex":
-                rates = species_rates(self.model, self.grid, self.u0, systemic0, sinks)
-                implicit = choose_implicit_species([(d, total - d) for total, _, d in rates])
-            bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, sinks, implicit)
-            out[name] = (sinks, implicit, bound)
+                eligible = {i for i, sp in enumerate(self.model.species)
+                            if self.config.time.implicit_chemotaxis and chemotaxis_can_be_implicit(sp)}
+                transport = [(d + (chemo if i in eligible else 0.0), total)
+                             for i, (total, _, d, chemo) in enumerate(
+                                 species_rates(self.model, self.grid, self.u0, systemic0, sinks))]
+                implicit = choose_implicit_species([(fast, total - fast) for fast, total in transport])
+                chemotactic = frozenset(implicit & eligible)
+            bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, sinks, implicit, chemotactic)
+            out[name] = (sinks, implicit, chemotactic, bound)
         return out
 
-    def _auto_integrator(self, candidates: dict[str, tuple[bool, frozenset[int], StepBound]]) -> tuple[str, str]:
+    def _auto_integrator(self, candidates: dict[str, Candidate]) -> tuple[str, str]:
         """`time.integrator: auto`: imex when it lets dt grow >= IMPLICIT_RATIO x; and why."""
-        explicit = candidates["explicit"][2]
-        sinks, implicit, imex = candidates["imex"]
+        explicit = candidates["explicit"][3]
+        sinks, implicit, _, imex = candidates["imex"]
         gain = imex.dt / explicit.dt if math.isfinite(explicit.dt) else 1.0
         if not implicit or gain < IMPLICIT_RATIO:
             return "explicit", (f"no species diffuses fast enough for implicit diffusion to pay (the explicit "
@@ -469,7 +484,7 @@ class Simulation:
         runtime.apply_boluses(0.0)
         events = _merge([0.0, *self.plan.snapshot_times, *self.plan.series_times], self.dose_times(cfg.time.end))
         out = {}
-        for name, (_, chosen, bound) in self._candidates(runtime.values(0.0)).items():
+        for name, (_, chosen, _, bound) in self._candidates(runtime.values(0.0)).items():
             dt = cfg.time.safety * bound.dt if cfg.time.dt == "auto" else min(float(cfg.time.dt), bound.dt)
             if not math.isfinite(dt):
                 dt = min(b - a for a, b in zip(events, events[1:]) if b > a)
@@ -488,7 +503,7 @@ class Simulation:
         if self.implicit_diffusion:
             integrator: ExplicitIntegrator = ImexIntegrator(
                 backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every,
-                self.implicit_sinks, self.implicit_diffusion, order, self.max_change)
+                self.implicit_sinks, self.implicit_diffusion, order, self.max_change, self.implicit_chemotaxis)
         else:
             integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt,
                                             self.config.output.check_every, self.implicit_sinks,

@@ -61,9 +61,10 @@ class Backend:
 
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
-        implicit_diffusion: frozenset[int] = frozenset(),
+        implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> ExplicitStepper:
-        """The fused step; species in `implicit_diffusion` get no diffusion term (an IMEX
+        """The fused step; species in `implicit_diffusion` get no diffusion term, those in
+        `implicit_chemotaxis` no chemotaxis term either (an IMEX
         integrator solves their diffusion implicitly after the step)."""
         raise NotImplementedError
 

@@ -62,15 +62,16 @@ class CupyExplicitStepper:
 
     def __init__(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
-        implicit_diffusion: frozenset[int] = frozenset(),
+        implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = (len(model.species),) + grid.shape
         self.maps_shape = (max(len(model.maps), 1),) + grid.shape
-        self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion)
+        self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion,
+                                           implicit_chemotaxis)
         self.kernel = compiled_function(self.source, "explicit_step")
         self._rates_source = lambda: explicit_rates_source(  # noqa: E731 (compiled on first use)
-            model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion)
+            model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion, implicit_chemotaxis)
         self._rates_kernel = None
         self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
         self.n_systemic = len(model.systemic_names)
@@ -149,6 +150,43 @@ class CupyLineSolver:
             np.int32(self.cyclic), cast(self.v_last)))
 
 
+class CupyTransportSolver:
+    """Launches kernels/transport_solve.cu: implicit cell transport on every line of one axis.
+
+    `solver` is a solver.integrators.transport_solvers.ImplicitTransport1D (its scalars);
+    the signal is read from the device at each solve, the c' scratch is allocated once.
+    """
+
+    THREADS = 128
+
+    def __init__(self, solver: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype) -> None:
+        import cupy
+
+        from solver.backends.cuda_codegen import kernel_template
+        from solver.integrators.line_solvers import line_layout
+
+        self.dtype = np.dtype(dtype)
+        ctype = "float" if self.dtype == np.float32 else "double"
+        self.kernel = compiled_function(f"typedef {ctype} real;\n" + kernel_template("transport_solve.cu"),
+                                        "transport_solve")
+        self.layout = line_layout(shape, axis)
+        self.scalars = solver.scalars()
+        self.shape = shape
+        self.cprime = cupy.empty(shape, dtype=self.dtype)
+
+    def solve(self, field: Any, signal: Any) -> None:
+        """Solve in place on `field`; `signal` is the chemoattractant at the start of the step."""
+        for name, array in (("field", field), ("signal", signal)):
+            if array.dtype != self.dtype or tuple(array.shape) != self.shape or not array.flags.c_contiguous:
+                raise TypeError(f"transport_solve: {name} must be a C-contiguous {self.dtype} array of shape {self.shape}")
+        n, stride, inner, outer, n_lines = self.layout
+        cast = self.dtype.type
+        blocks = (n_lines + self.THREADS - 1) // self.THREADS
+        self.kernel((blocks,), (self.THREADS,), (
+            field, signal, self.cprime, np.int32(n), np.int64(stride), np.int64(inner), np.int64(outer),
+            np.int64(n_lines), *(cast(v) for v in self.scalars)))
+
+
 class CupyBackend(Backend):
     """Runs on the current CUDA device through CuPy."""
 
@@ -169,6 +207,6 @@ class CupyBackend(Backend):
 
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
-        implicit_diffusion: frozenset[int] = frozenset(),
+        implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> CupyExplicitStepper:
-        return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion)
+        return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis)

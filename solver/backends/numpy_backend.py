@@ -45,7 +45,7 @@ class NumpyExplicitStepper:
 
     def __init__(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
-        implicit_diffusion: frozenset[int] = frozenset(),
+        implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> None:
         self.model = model
         self.grid = grid
@@ -53,9 +53,12 @@ class NumpyExplicitStepper:
         self.explicit_diffusion = [
             s.diffusion > 0 and i not in implicit_diffusion for i, s in enumerate(model.species)
         ]
-        need = [d or s.chemotaxis is not None for d, s in zip(self.explicit_diffusion, model.species)]
-        for s in model.species:
-            if s.chemotaxis is not None:
+        self.explicit_chemotaxis = [
+            s.chemotaxis is not None and i not in implicit_chemotaxis for i, s in enumerate(model.species)
+        ]
+        need = [d or c for d, c in zip(self.explicit_diffusion, self.explicit_chemotaxis)]
+        for i, s in enumerate(model.species):
+            if self.explicit_chemotaxis[i]:
                 need[s.chemotaxis.signal] = True
         padded_shape = tuple(n + 2 for n in grid.shape)
         self.padded = {i: np.empty(padded_shape, dtype=self.dtype) for i, n in enumerate(need) if n}
@@ -169,7 +172,7 @@ class NumpyExplicitStepper:
                     term = ((p[lo] + p[hi]) - cast(2) * c) * self.inv_h2[a]
                     lap = term if lap is None else lap + term
                 total = cast(species.diffusion) * lap
-            if species.chemotaxis is not None:
+            if self.explicit_chemotaxis[s]:
                 chemo = self.chemotaxis(s, c, padded)
                 total = chemo if total is None else total + chemo
             rate = rates[s]
@@ -232,6 +235,6 @@ class NumpyBackend(Backend):
 
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
-        implicit_diffusion: frozenset[int] = frozenset(),
+        implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> NumpyExplicitStepper:
-        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion)
+        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis)

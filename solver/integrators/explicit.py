@@ -61,7 +61,7 @@ class StepBound:
 
 def _species_rates(
     model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray, implicit_sinks: bool
-) -> list[tuple[float, str]]:
+) -> list[tuple[float, str, float, float]]:
     inv_h2 = [1.0 / h**2 for h in grid.spacing]
     coords = grid.coordinates()
     maps = model.static_maps(grid, np.float64)
@@ -106,7 +106,7 @@ def _species_rates(
             f"reaction of {s.name} (|dR/d{s.name}| up to {reaction:.3g} at t=0)": reaction,
         }
         main = max(parts, key=parts.get)
-        out.append((diffusion + chemo + reaction, main, diffusion))
+        out.append((diffusion + chemo + reaction, main, diffusion, chemo))
     return out
 
 
@@ -118,8 +118,9 @@ def _fmt_h(grid: Grid) -> str:
 def species_rates(
     model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
     implicit_sinks: bool = False,
-) -> list[tuple[float, str, float]]:
-    """Per species: (rate that bounds an explicit dt, what dominates it, its diffusion part)."""
+) -> list[tuple[float, str, float, float]]:
+    """Per species: (rate that bounds an explicit dt, what dominates it, its diffusion part,
+    its chemotaxis part)."""
     if systemic0 is None:
         systemic0 = np.zeros(len(model.systemic_names))
     return _species_rates(model, grid, u0, systemic0, implicit_sinks)
@@ -128,19 +129,21 @@ def species_rates(
 def explicit_stability_bound(
     model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
     implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(),
+    implicit_chemotaxis: frozenset[int] = frozenset(),
 ) -> StepBound:
     """The largest forward-Euler dt for this model, grid and initial state (see module doc).
 
     `systemic0`: the systemic scalars at t = 0, in model.systemic_names order.
-    `implicit_diffusion`: species whose diffusion an IMEX step solves implicitly (left out).
+    `implicit_diffusion`, `implicit_chemotaxis`: species whose diffusion (and chemotaxis)
+    an IMEX step solves implicitly: left out of the bound.
     """
-    rates = species_rates(model, grid, u0, systemic0, implicit_sinks)
-    rates = [
-        (total - diffusion, f"the explicit part of {model.species[i].name}", diffusion)
-        if i in implicit_diffusion else (total, why, diffusion)
-        for i, (total, why, diffusion) in enumerate(rates)
-    ]
-    rate, why, _ = max(rates, key=lambda r: r[0])
+    rates = []
+    for i, (total, why, diffusion, chemo) in enumerate(species_rates(model, grid, u0, systemic0, implicit_sinks)):
+        implicit = (diffusion if i in implicit_diffusion else 0.0) + (chemo if i in implicit_chemotaxis else 0.0)
+        if implicit:
+            total, why = total - implicit, f"the explicit part of {model.species[i].name}"
+        rates.append((total, why))
+    rate, why = max(rates, key=lambda r: r[0])
     if not math.isfinite(rate):
         raise ConfigError(f"the {why.split(' (')[0]} is not finite on the initial fields")
     if rate <= 0:
@@ -206,7 +209,7 @@ class ExplicitIntegrator:
     def __init__(
         self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float, check_every: int,
         implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(), order: int = 1,
-        max_change: float | None = None,
+        max_change: float | None = None, implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> None:
         self.backend = backend
         self.model = model
@@ -216,7 +219,8 @@ class ExplicitIntegrator:
         self.check_every = check_every
         self.order = order
         self.max_change = max_change
-        self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks, implicit_diffusion)
+        self.stepper = backend.make_explicit_stepper(model, grid, self.dtype, implicit_sinks, implicit_diffusion,
+                                                     implicit_chemotaxis)
         shape = (len(model.species),) + grid.shape
         self.second_order = HeunPatankar(backend, shape, self.dtype) if order == 2 else None
         self.controlled = [i for i in range(len(model.species)) if i not in implicit_diffusion] or \

@@ -34,7 +34,7 @@ from solver.backends.base import Backend
 from solver.grid import Grid
 from solver.integrators.explicit import ExplicitIntegrator
 from solver.integrators.line_solvers import ImplicitDiffusion1D
-from solver.integrators.second_order import crank_nicolson
+from solver.integrators.transport_solvers import ImplicitTransport1D
 from solver.model import Model
 
 log = logging.getLogger(__name__)
@@ -75,32 +75,41 @@ def choose_implicit_species(rates: list[tuple[float, float]]) -> frozenset[int]:
 
 
 class ImexIntegrator(ExplicitIntegrator):
-    """The explicit fused step, then implicit LOD diffusion of the chosen species.
+    """The explicit fused step, then implicit LOD transport of the chosen species.
+
+    Species in `implicit` have their diffusion solved implicitly (constant-coefficient
+    Thomas solves, factors kept per step size); those also in `implicit_chemotaxis` have
+    diffusion and upwind chemotaxis solved together, with the chemoattractant at the
+    start of the step (solver/integrators/transport_solvers.py).
 
     order 1: u_new = Sz Sy Sx E(h) u, backward Euler per axis (module docstring).
     order 2: Strang splitting u_new = C(h/2) E2(h) C(h/2) u, with C(h/2) Crank-Nicolson
     per axis (x, y, z before, z, y, x after) and E2 the second-order explicit part
-    (solver/integrators/second_order.py). The axis operators of one species commute
-    (constant D on a tensor grid), so the products are second order too.
+    (solver/integrators/second_order.py). The axis operators of one species' diffusion
+    commute (constant D on a tensor grid), so the products are second order too; for
+    implicit chemotaxis the first half step takes the chemoattractant at t, the second at
+    t + h.
     """
 
     def __init__(
         self, backend: Backend, model: Model, grid: Grid, dtype: np.dtype, dt_max: float,
         check_every: int, implicit_sinks: bool, implicit: frozenset[int], order: int = 1,
-        max_change: float | None = None,
+        max_change: float | None = None, implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(backend, model, grid, dtype, dt_max, check_every, implicit_sinks,
-                         implicit_diffusion=implicit, order=order, max_change=max_change)
+                         implicit_diffusion=implicit, order=order, max_change=max_change,
+                         implicit_chemotaxis=implicit_chemotaxis)
         self.implicit = sorted(implicit)
+        self.chemotactic = frozenset(implicit_chemotaxis)
         self.on_gpu = backend.name == "cupy"
-        # (species, axis) -> Thomas factors, per backward-Euler time tau (h, or h/4 for the
+        # (species, axis) -> line solver, per backward-Euler time tau (h, or h/4 for the
         # half-rate solves of Crank-Nicolson over h/2); step-size control uses few tau.
         self._factors: OrderedDict[float, dict[tuple[int, int], Any]] = OrderedDict()
         shape = (len(model.species),) + grid.shape
         self._half = backend.xp.empty(shape, self.dtype) if order == 2 else None  # C(h/2) u
 
     def factors(self, tau: float) -> dict[tuple[int, int], Any]:
-        """Factors of (I - D tau L_a) per (species, axis), computed once per tau."""
+        """Line solvers per (species, axis) for backward Euler over tau, built once per tau."""
         if tau in self._factors:
             self._factors.move_to_end(tau)
             return self._factors[tau]
@@ -110,48 +119,59 @@ class ImexIntegrator(ExplicitIntegrator):
         for s in self.implicit:
             species = self.model.species[s]
             for a in range(3):
-                line = ImplicitDiffusion1D(
-                    self.grid.shape[a], species.diffusion * tau / self.grid.spacing[a] ** 2,
-                    species.boundary.face(a, 0), species.boundary.face(a, 1),
-                    diffusion=species.diffusion, h=self.grid.spacing[a],
-                )
+                low, high, h = species.boundary.face(a, 0), species.boundary.face(a, 1), self.grid.spacing[a]
+                if s in self.chemotactic:
+                    line: Any = ImplicitTransport1D(self.grid.shape[a], tau, h, species.diffusion,
+                                                    species.chemotaxis.sensitivity, low, high)
+                else:
+                    line = ImplicitDiffusion1D(self.grid.shape[a], species.diffusion * tau / h**2, low, high,
+                                               diffusion=species.diffusion, h=h)
                 if self.on_gpu:
-                    from solver.backends.cupy_backend import CupyLineSolver
+                    from solver.backends.cupy_backend import CupyLineSolver, CupyTransportSolver
 
-                    line = CupyLineSolver(line, self.grid.shape, a, self.dtype)
+                    kind = CupyTransportSolver if s in self.chemotactic else CupyLineSolver
+                    line = kind(line, self.grid.shape, a, self.dtype)
                 out[(s, a)] = line
         self._factors[tau] = out
         return out
+
+    def _backward_euler(self, u: Any, tau: float, axes: tuple[int, ...], signals: Any,
+                        crank_nicolson: bool = False) -> None:
+        """Backward Euler over tau (or Crank-Nicolson over 2 tau) along `axes` in turn, in
+        place on the implicit species of u; `signals` holds the chemoattractants."""
+        factors = self.factors(tau)
+        for s in self.implicit:
+            signal = signals[self.model.species[s].chemotaxis.signal] if s in self.chemotactic else None
+            field = u[s]
+            for a in axes:
+                line = factors[(s, a)]
+                rhs = field.copy() if (crank_nicolson and self.on_gpu) else field
+                if self.on_gpu:  # kernels/line_solve.cu or transport_solve.cu, in place
+                    line.solve(rhs, signal) if signal is not None else line.solve(rhs)
+                    solved = rhs
+                else:
+                    solved = line.solve(rhs, signal, a) if signal is not None else line.solve(rhs, a)
+                if crank_nicolson:  # (I - A/2)^-1 (I + A/2) u = 2 (I - A/2)^-1 u - u
+                    if self.on_gpu:
+                        self.backend.xp.subtract(2 * solved, field, out=field)
+                    else:
+                        field = 2.0 * solved - field
+                else:
+                    field = solved
+            if not self.on_gpu:
+                u[s] = field
 
     def _step(self, state: Any, t: float, h: float, systemic: Any) -> None:
         if self.order == 2:
             self._strang_step(state, t, h, systemic)
             return
         super()._step(state, t, h, systemic)  # explicit part: u_new from u
-        factors = self.factors(h)
-        for s in self.implicit:
-            if self.on_gpu:  # kernels/line_solve.cu, in place on the species' slice
-                for a in range(3):
-                    factors[(s, a)].solve(state.u_new[s])
-                continue
-            field = state.u_new[s]
-            for a in range(3):
-                field = factors[(s, a)].solve(field, a)
-            state.u_new[s] = field
-
-    def _crank_nicolson_half_step(self, u: Any, h: float, axes: tuple[int, ...]) -> None:
-        """C(h/2) in place on the implicit species of u: Crank-Nicolson along `axes` in turn."""
-        factors = self.factors(h / 4)  # CN over h/2 = backward-Euler solves at half the rate
-        for s in self.implicit:
-            field = u[s]
-            for a in axes:
-                field = crank_nicolson(self.backend, factors[(s, a)], field, a)
-            if not self.on_gpu:
-                u[s] = field
+        self._backward_euler(state.u_new, h, (0, 1, 2), state.u)
 
     def _strang_step(self, state: Any, t: float, h: float, systemic: Any) -> None:
         half = self._half
         half[...] = state.u  # u stays untouched: a step rejected by the step-size control is retaken
-        self._crank_nicolson_half_step(half, h, (0, 1, 2))
+        # Crank-Nicolson over h/2 is backward Euler at half the rate, tau = h/4 (second_order.py)
+        self._backward_euler(half, h / 4, (0, 1, 2), state.u, crank_nicolson=True)
         self.second_order.step(self.stepper, half, state.u_new, state.maps, t, h, systemic)
-        self._crank_nicolson_half_step(state.u_new, h, (2, 1, 0))
+        self._backward_euler(state.u_new, h / 4, (2, 1, 0), state.u_new, crank_nicolson=True)

@@ -3,7 +3,6 @@
 Public API:
     HeunPatankar(backend, shape, dtype)
         .step(stepper, u, u_new, maps, t, h, systemic)   second-order explicit part, u -> u_new
-    crank_nicolson(backend, line, field, axis)          one Crank-Nicolson solve along an axis
 
 Explicit part (reactions, slow transport), two evaluations of F and of the sink rate
 lambda (kernels/explicit_rates.cu or the NumPy stepper's `rates`):
@@ -25,8 +24,8 @@ written with the backward-Euler line solver of half the rate:
 
     (I - r/2 L) u_new = (I + r/2 L) u + r b   <=>   u_new = 2 (I - r/2 L)^-1 (u + r/2 b) - u
 
-so the Thomas factors, boundary rows and CUDA kernel of the first-order scheme serve
-both. Crank-Nicolson does not damp the fastest modes (amplification -> -1 as r grows):
+so the Thomas factors, boundary rows and CUDA kernels of the first-order scheme serve
+both (ImexIntegrator._backward_euler). Crank-Nicolson does not damp the fastest modes (amplification -> -1 as r grows):
 steep fronts at large r ring, which the step-size control (time.max_change) sees.
 """
 
@@ -65,18 +64,3 @@ class HeunPatankar:
         gain = u + half * (self.rate0 + self.rate1 + loss)
         with np.errstate(divide="ignore", invalid="ignore"):  # where loss = 0 the ratio is unused
             u_new[...] = xp.where(loss > 0, gain * u_new / (u_new + half * loss), gain)
-
-
-def crank_nicolson(backend: Backend, line: Any, field: Any, axis: int) -> Any:
-    """Crank-Nicolson along `axis` of `field`, given the backward-Euler solver of half its r.
-
-    NumPy: returns the new field. GPU (line is a CupyLineSolver): updates `field` in place
-    and returns it.
-    """
-    if backend.name == "cupy":
-        solved = field.copy()
-        line.solve(solved)
-        backend.xp.subtract(2 * solved, field, out=field)
-        return field
-    solved = line.solve(field, axis)
-    return 2.0 * solved - field
