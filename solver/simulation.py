@@ -519,7 +519,7 @@ class Simulation:
             segment = Segment(*checkpoint.segment) if checkpoint.segment is not None else None
             fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps),
                                 t=checkpoint.t, step=checkpoint.step, segment=segment,
-                                dt_next=checkpoint.dt_next)
+                                dt_next=checkpoint.dt_next, peak=checkpoint.guard_peak)
             systemic.set_state(checkpoint.systemic)
         return RunningState(integrator, fields, systemic)
 
@@ -745,7 +745,7 @@ class Simulation:
         def save(next_event: int, reason: str) -> Path:
             with self._writing(writer, state.fields.t):
                 writer.flush()  # run.h5 on disk holds every record the checkpoint counts
-            self._checked(state)  # never checkpoint a state that blew up
+            self._checked(state, record_peak=False)  # never checkpoint a state that blew up
             n_series, n_snapshots = writer.counts
             f = state.fields
             ck = Checkpoint(
@@ -754,7 +754,7 @@ class Simulation:
                 next_event=next_event, n_series=n_series, n_snapshots=n_snapshots, physics=physics,
                 maps_sha256=maps_hash, backend=backend.name, device=backend.device,
                 segment=None if f.segment is None else (f.segment.t0, f.segment.t_end, f.segment.n, f.segment.k),
-                dt_next=f.dt_next,
+                dt_next=f.dt_next, guard_peak=f.peak,
                 reason=reason, tumorsim_version=__version__, config_hash=physics_hash,
             )
             self.last_checkpoint = write_checkpoint(checkpoints, ck, keep)
@@ -852,9 +852,9 @@ class Simulation:
         except SimulationError as exc:
             raise SimulationError(f"{exc}{self._resume_hint()}") from None
 
-    def _checked(self, state: RunningState):
+    def _checked(self, state: RunningState, record_peak: bool = True):
         try:
-            return state.integrator.check(state.fields)
+            return state.integrator.check(state.fields, record_peak)
         except SimulationError as exc:
             raise SimulationError(f"{exc}{self._resume_hint()}") from None
 

@@ -236,7 +236,7 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
     spec.loader.exec_module(module)
     assert module.main(["--n", "8", "--spacing", "300", "--backend", "cpu", "--steps", "2",
                         "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8"))
+    (result,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()
     assert result["implicit"] == ["M", "I", "A"] and result["steps"] > 0
     # a quarter of the dt; records every 0.1 day cut steps short, so not quite 4x the count
     assert result["reference_steps"] > 3 * result["steps"]

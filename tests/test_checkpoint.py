@@ -123,6 +123,9 @@ def assert_same_state(a: Path, b: Path) -> None:
     for agent in x.systemic["pk"]:
         assert np.array_equal(x.systemic["pk"][agent], y.systemic["pk"][agent])
     assert x.diagnostics == y.diagnostics
+    assert x.dt_next == y.dt_next  # the step-size control's next step
+    assert (x.guard_peak is None) == (y.guard_peak is None)  # and the blow-up guard's scale
+    assert x.guard_peak is None or np.array_equal(x.guard_peak, y.guard_peak)
 
 
 def assert_same_run(run: Path, reference: Path) -> None:

@@ -196,6 +196,7 @@ class FieldState:
     step: int = 0
     segment: Segment | None = None
     dt_next: float | None = None  # step-size control: the step to try next (None: dt_max)
+    peak: np.ndarray | None = None  # per species, the largest |value| the blow-up guard has seen
     rejected: int = 0  # steps the step-size control rejected and retook smaller
 
 
@@ -369,15 +370,27 @@ class ExplicitIntegrator:
             self.stepper.step(state.u, state.u_new, state.maps, t, h, systemic.values(t))
             systemic.advance(t, h)
 
-    def check(self, state: FieldState) -> FieldStats:
+    def check(self, state: FieldState, record_peak: bool = True) -> FieldStats:
         """Blow-up guard: NaN/Inf, or negative values beyond round-off in a non-negative species.
 
+        Round-off is measured against the largest value the species has had in the run
+        (state.peak, kept across checks and checkpoints), not its current maximum: a drug
+        cleared to 1e-25 of its peak may undershoot zero by as much without anything being
+        wrong (Crank-Nicolson, order 2, cannot be unconditionally positive: Bolley and
+        Crouzeix, RAIRO Anal. Numer. 12 (1978) 237), while a blow-up is of the field's size.
+        record_peak=False checks without adding this moment to the peak: a check that only
+        an interrupted run makes (before its checkpoint) must not change what the guard
+        tolerates afterwards, so a resumed run decides exactly as the uninterrupted one.
         Returns the per-species reductions it computed, for the caller to record.
         """
         stats = self.backend.field_stats(state.u, self.grid.cell_volume)
         eps = float(np.finfo(self.dtype).eps)
+        size = np.where(stats.finite.astype(bool), np.maximum(np.abs(stats.maximum), np.abs(stats.minimum)), 0.0)
+        peak = size if state.peak is None else np.maximum(state.peak, size)
+        if record_peak:
+            state.peak = peak
         for i, s in enumerate(self.model.species):
-            scale = max(abs(stats.maximum[i]), abs(stats.minimum[i]), np.finfo(self.dtype).tiny)
+            scale = max(float(peak[i]), np.finfo(self.dtype).tiny)
             tolerance = 64 * eps * scale
             negative = s.nonnegative and stats.minimum[i] < -tolerance
             if stats.finite[i] and not negative:

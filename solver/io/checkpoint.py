@@ -34,6 +34,7 @@ Layout of DIR/checkpoints/checkpoint-<step, 12 digits>.h5:
     root attributes         format, format_version, tumorsim_version, t, step,
                             segment (t0, t_end, n, k; absent when on an event),
                             dt_next (the step-size control's next step, when controlled),
+                            guard_peak (per species, the largest |value| the guard saw),
                             next_event, n_series, n_snapshots, species (JSON),
                             physics_json, config_hash, maps_sha256, backend,
                             device, reason, written_at
@@ -93,6 +94,7 @@ class Checkpoint:
     device: str
     segment: tuple[float, float, int, int] | None = None  # (t0, t_end, n, k) in progress
     dt_next: float | None = None  # the step-size control's next step (None: not controlled)
+    guard_peak: np.ndarray | None = None  # per species, the largest |value| the blow-up guard saw
     reason: str = "periodic"
     tumorsim_version: str = ""
     config_hash: str = ""
@@ -252,6 +254,8 @@ def _write_contents(path: Path, ck: Checkpoint) -> None:
             attrs["segment"] = np.array([t0, t1, n, k], dtype=np.float64)  # n, k exact in float64
         if ck.dt_next is not None:
             attrs["dt_next"] = float(ck.dt_next)
+        if ck.guard_peak is not None:
+            attrs["guard_peak"] = np.asarray(ck.guard_peak, dtype=np.float64)
         for key, value in attrs.items():
             f.attrs[key] = value
         chunks = _chunks(ck.fields)
@@ -385,6 +389,7 @@ def _read_contents(f: Any, path: Path) -> Checkpoint:
         device=str(a["device"]),
         segment=segment,
         dt_next=float(a["dt_next"]) if "dt_next" in a else None,
+        guard_peak=np.asarray(a["guard_peak"], dtype=np.float64) if "guard_peak" in a else None,
         reason=str(a.get("reason", "")),
         tumorsim_version=str(a["tumorsim_version"]),
         config_hash=str(a["config_hash"]),
