@@ -378,6 +378,8 @@ class Simulation:
             sets += 4 + (1 if self.implicit_diffusion else 0)
         if self.max_change is not None:  # |u_new - u|, |u| + floor and their ratio
             sets += 3
+        if self.implicit_chemotaxis:  # the transport solves' c' scratch (one field; counted as a set)
+            sets += 1
         return estimate_memory(
             len(self.model.species), len(self.model.maps), self.grid.shape, self.dtype, backend.name, sets
         )

@@ -154,14 +154,13 @@ class CupyTransportSolver:
     """Launches kernels/transport_solve.cu: implicit cell transport on every line of one axis.
 
     `solver` is a solver.integrators.transport_solvers.ImplicitTransport1D (its scalars);
-    the signal is read from the device at each solve, the c' scratch is allocated once.
+    the signal is read from the device at each solve. `scratch` (one field, for the c'
+    factors) is shared by every transport solver of a run: the solves run one after another.
     """
 
     THREADS = 128
 
-    def __init__(self, solver: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype) -> None:
-        import cupy
-
+    def __init__(self, solver: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype, scratch: Any) -> None:
         from solver.backends.cuda_codegen import kernel_template
         from solver.integrators.line_solvers import line_layout
 
@@ -172,7 +171,9 @@ class CupyTransportSolver:
         self.layout = line_layout(shape, axis)
         self.scalars = solver.scalars()
         self.shape = shape
-        self.cprime = cupy.empty(shape, dtype=self.dtype)
+        if scratch.dtype != self.dtype or tuple(scratch.shape) != shape:
+            raise TypeError(f"transport_solve: scratch must be a {self.dtype} array of shape {shape}")
+        self.cprime = scratch
 
     def solve(self, field: Any, signal: Any) -> None:
         """Solve in place on `field`; `signal` is the chemoattractant at the start of the step."""

@@ -107,6 +107,8 @@ class ImexIntegrator(ExplicitIntegrator):
         self._factors: OrderedDict[float, dict[tuple[int, int], Any]] = OrderedDict()
         shape = (len(model.species),) + grid.shape
         self._half = backend.xp.empty(shape, self.dtype) if order == 2 else None  # C(h/2) u
+        # the c' factors of the GPU transport solves, one field shared by all of them
+        self._scratch = backend.xp.empty(grid.shape, self.dtype) if self.on_gpu and self.chemotactic else None
 
     def factors(self, tau: float) -> dict[tuple[int, int], Any]:
         """Line solvers per (species, axis) for backward Euler over tau, built once per tau."""
@@ -129,8 +131,10 @@ class ImexIntegrator(ExplicitIntegrator):
                 if self.on_gpu:
                     from solver.backends.cupy_backend import CupyLineSolver, CupyTransportSolver
 
-                    kind = CupyTransportSolver if s in self.chemotactic else CupyLineSolver
-                    line = kind(line, self.grid.shape, a, self.dtype)
+                    if s in self.chemotactic:
+                        line = CupyTransportSolver(line, self.grid.shape, a, self.dtype, self._scratch)
+                    else:
+                        line = CupyLineSolver(line, self.grid.shape, a, self.dtype)
                 out[(s, a)] = line
         self._factors[tau] = out
         return out
