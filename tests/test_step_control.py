@@ -91,9 +91,10 @@ def test_controlled_ode_decay_is_more_accurate_than_equal_steps() -> None:
         errors[max_change] = abs(state.fields.u[0].item() / np.exp(-k * end) - 1.0)
         if max_change is not None:
             assert state.fields.rejected >= 4  # 0.09 -> 0.0045: at least four halvings
-    # forward Euler's relative error over the run is about k^2 h t / 2: ~ 2.5 at h = 0.005
-    # is what equal steps of 0.09 cannot reach
-    assert errors[0.05] < 0.5 and errors[None] > 0.99
+    # forward Euler's relative error over the run is about k^2 h t / 2: 0.14 at the step
+    # 0.09 / 32 = 0.0028 the control settles on (measured 0.133, in 356 steps); equal steps
+    # of 0.09 multiply u by 0.1 per step and miss exp(-10) entirely (measured 0.99999)
+    assert errors[0.05] < 0.2 and errors[None] > 0.99
 
 
 def test_auto_picks_imex_for_a_fast_diffuser_and_says_why(caplog: pytest.LogCaptureFixture) -> None:

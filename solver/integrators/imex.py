@@ -3,7 +3,7 @@
 Public API:
     choose_implicit_species(rates) -> frozenset[int]
     ImexIntegrator(backend, model, grid, dtype, dt_max, check_every, implicit_sinks, implicit,
-                   order=1, max_change=None)
+                   order=1, max_change=None, implicit_chemotaxis=frozenset())
 
 One step from t to t + h (order 1: locally one-dimensional splitting as in BioFVM,
 Ghaffarizadeh et al., Bioinformatics 32 (2016) 1256; order 2: see ImexIntegrator):
