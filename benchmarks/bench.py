@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""tumorsim benchmark: the explicit step against the copy bandwidth and its peers (issue 6).
+"""tumorsim benchmark: the explicit step against the copy bandwidth and its peers.
 
     python3 benchmarks/bench.py --small            # CPU only, well under a minute (CI)
     python3 benchmarks/bench.py --out              # full GPU suite, files in benchmarks/out/
     python3 benchmarks/bench.py --out "$OUT"       # as benchmarks/gpu_check.sh runs it
 
-The measurements live in solver/benchmark.py (also behind `tumorsim bench`); this
+The measurements live in solver/bench/ (also behind `tumorsim bench`); this
 script only parses the options, shows progress on stderr and prints the short table
 last on stdout. See benchmarks/README.md for what each number means.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 # Run from a checkout without installing: the repository root holds the `solver` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from solver.benchmark import add_arguments, run_from_args
+from solver.bench import add_arguments, run_from_args
 from solver.errors import BackendError
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Download, on a machine with pip access, the wheels the lent GPU machine lacks, into
+# Download, on a machine with pip access, the wheels a bare GPU machine image may lack, into
 # .whl/ at the repository root (git-ignored). benchmarks/gpu_check.sh installs them there.
 #
-# The device image has numpy, sympy, h5py, PyYAML, scipy, pytest, CuPy (CUDA 13) and JAX
-# (/work/.library/device/KINDS.md) but not pydantic, which solver.config needs: pydantic,
+# A typical CUDA image with numpy, sympy, h5py, PyYAML, scipy, pytest, CuPy (CUDA 13) and JAX
+# lacks pydantic, which solver.config needs: pydantic,
 # its compiled core for CPython 3.12 on x86-64, and their pure-Python dependencies.
 # typing_extensions is there, possibly older than pydantic 2.13 wants, so it travels too.
 set -euo pipefail

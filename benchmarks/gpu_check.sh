@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Every GPU check of tumorsim in one command (issues 6 and 7), for a machine with one GPU:
+# Every GPU check of tumorsim in one command, for a machine with one GPU:
 #   1. the `gpu`-marked tests (CuPy kernels against NumPy, the benchmark's GPU path);
-#   2. benchmarks/imex_cycle.py, issue 7's target: the 21-day chemoimmuno run at 256^3 x
+#   2. benchmarks/imex_cycle.py, the time-to-solution target: the 21-day chemoimmuno run at 256^3 x
 #      10 um (order 2, implicit chemotaxis, dt 0.025 day) and its quarter-dt reference;
-#   3. the full benchmark of issue 6 (copy bandwidth, fused step and its peers at 128^3,
+#   3. the full benchmark (copy bandwidth, fused step and its peers at 128^3,
 #      256^3, 384^3 float32 and 256^3 float64, the NumPy peers at 128^3, end-to-end runs
 #      with snapshots and checkpoints, the largest-grid estimate), PASS/FAIL lines;
 #   4. plain imex at 256^3: step costs and projected 21-day time only;
@@ -53,11 +53,11 @@ echo "== gpu tests (python3 -m pytest -m gpu -q)"
 timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log"
 tests_rc=${PIPESTATUS[0]}
 
-# Issue 7's target first: 21 days of chemoimmuno at 256^3 x 10 um in <= 60 s, burden
+# The time-to-solution target first: 21 days of chemoimmuno at 256^3 x 10 um in <= 60 s, burden
 # within 1 % of a quarter-dt reference. Plain imex needs ~148k steps there (cell
 # chemotaxis bounds dt), so the attempt is order 2 with implicit chemotaxis at a fixed dt;
 # at most 240 s (4 host set-ups of 256^3 included).
-echo "== imex cycle (issue 7): order 2, implicit chemotaxis, dt 0.025 day, with its dt/4 reference"
+echo "== imex cycle: order 2, implicit chemotaxis, dt 0.025 day, with its dt/4 reference"
 timeout 240 python3 benchmarks/imex_cycle.py --out "$out" --order 2 --implicit-chemotaxis --dt 0.025 2>&1 \
     | grep -v "^\s*$" | tee "$out/imex_cycle.log"
 imex_rc=${PIPESTATUS[0]}

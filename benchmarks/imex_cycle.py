@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""IMEX time-to-solution: a 21-day chemoimmunotherapy cycle, against a quarter-dt reference (issue 7).
+"""IMEX time-to-solution: a 21-day chemoimmunotherapy cycle, against a quarter-dt reference.
 
     python3 benchmarks/imex_cycle.py                          # 256^3 of 10 um on the GPU (the target)
     python3 benchmarks/imex_cycle.py --n 24 --backend cpu     # a CPU smoke run, seconds
@@ -17,7 +17,7 @@ step over one explicit step (each timed over --steps steps on the run's initial 
 With --implicit-chemotaxis the cells' transport is implicit too and dt (--dt) is chosen
 for accuracy: at 10 um the cells' chemotaxis bounds imex's dt at ~1.4e-4 day otherwise.
 Results of every variant run into --out collect in one imex_cycle.json.
-Targets (issue 7, one H100): run <= 60 s, burden within 1 % of the reference, IMEX
+Targets (one H100/H200; benchmarks/README.md says why): run <= 60 s, burden within 1 % of the reference, IMEX
 step <= 8x an explicit step. Prints a table last; writes imex_cycle.json to --out.
 """
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solver.backends.registry import get_backend  # noqa: E402
 from solver.config import builtin_config_path, load_config  # noqa: E402
-from solver.simulation import Simulation  # noqa: E402
+from solver.run import Simulation  # noqa: E402
 
 
 def configured(args: argparse.Namespace, **time_update):
@@ -111,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, object] = {"n": args.n, "spacing_um": args.spacing, "end_days": args.end,
                                  "order": args.order, "device": backend.device,
-                                 "implicit": [sim.model.names[i] for i in sorted(sim.implicit_diffusion)],
-                                 "implicit_chemotaxis": [sim.model.names[i] for i in sorted(sim.implicit_chemotaxis)],
+                                 "implicit": [sim.model.names[i] for i in sorted(sim.plan.integrator.implicit_diffusion)],
+                                 "implicit_chemotaxis": [sim.model.names[i] for i in sorted(sim.plan.integrator.implicit_chemotaxis)],
                                  "dt_max": sim.plan.dt, "limited_by": sim.plan.limited_by,
-                                 "max_change": sim.max_change, "planned_steps": sim.plan.estimated_steps}
+                                 "max_change": sim.plan.max_change, "planned_steps": sim.plan.estimated_steps}
     print(f"IMEX cycle ({variant}): {args.n}^3 x {args.spacing:g} um, {args.end:g} days, order {args.order}"
           f"{', implicit chemotaxis' if args.implicit_chemotaxis else ''}, on {backend.device}")
     print(f"  implicit transport of {', '.join(result['implicit'])}; dt up to {sim.plan.dt:.4g} day, set by "
-          f"{sim.plan.limited_by}; step-size control {'off' if sim.max_change is None else sim.max_change}",
+          f"{sim.plan.limited_by}; step-size control {'off' if sim.plan.max_change is None else sim.plan.max_change}",
           flush=True)
 
     # Step costs first: quick, and they project both runs before the long one starts.

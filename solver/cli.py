@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import shlex
 import signal
 import sys
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from solver import __version__
 from solver.errors import CheckpointError, ConfigError, RunInterrupted, TumorsimError
+from solver.text import duration, one_line
 
 if TYPE_CHECKING:
     from solver.config import RunConfig
@@ -45,7 +45,7 @@ def _load(path: str | None, backend: str | None, precision: str | None) -> RunCo
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from solver.simulation import Simulation
+    from solver.run import Simulation
 
     config = _load(args.config, None, None)
     sim = Simulation(config)
@@ -54,14 +54,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}"
     )
-    print(f"  integrator {sim.integrator_name}, order {config.time.order}; dt {'up to' if sim.max_change else '='} "
+    print(f"  integrator {plan.integrator.name}, order {config.time.order}; dt {'up to' if plan.max_change else '='} "
           f"{plan.dt:.6g} (stability bound {plan.dt_bound:.6g}, set by {plan.limited_by})")
     print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from solver.simulation import Simulation, StopRequest, stop_on_signals
+    from solver.run import Simulation, StopRequest, stop_on_signals
 
     if args.config is None and args.resume is not None and args.resume.endswith((".yaml", ".yml")):
         args.config, args.resume = args.resume, "latest"  # `run --resume CONFIG` means the latest
@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(sim)
     print(
         f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
-        f"{sim.integrator_name} order {config.time.order}, dt {'up to ' if sim.max_change else ''}"
+        f"{sim.plan.integrator.name} order {config.time.order}, dt {'up to ' if sim.plan.max_change else ''}"
         f"{sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}"
         + (f", resuming from {args.resume}" if args.resume is not None else "")
     )
@@ -135,7 +135,7 @@ def resume_command(args: argparse.Namespace, out_dir: Path, checkpoint: Path) ->
 
 def _interrupted(exc: RunInterrupted, args: argparse.Namespace, out_dir: Path) -> int:
     """Say where the run stopped and how to resume it; exit status 128 + signal number."""
-    print(f"tumorsim: {_one_line(exc)}", file=sys.stderr)
+    print(f"tumorsim: {one_line(exc)}", file=sys.stderr)
     if exc.checkpoint is not None:
         print(f"tumorsim: resume with: {resume_command(args, out_dir, Path(exc.checkpoint))}", file=sys.stderr)
     else:
@@ -144,86 +144,13 @@ def _interrupted(exc: RunInterrupted, args: argparse.Namespace, out_dir: Path) -
 
 
 def _dry_run(sim) -> int:
-    """Print what the run would do and need, and refuse a grid that does not fit; write nothing.
-
-    The runtime is estimated from a few steps on a copy of the initial state when the
-    backend is the CPU and the grid is small enough to time quickly; otherwise it is
-    reported as unknown.
-    """
+    """Print what the run would do and need (solver/run/dry_run.py); write nothing."""
     from solver.backends.registry import get_backend
-    from solver.simulation import available_host_memory, format_bytes
+    from solver.run import dry_run
 
-    cfg, plan, grid = sim.config, sim.plan, sim.grid
-    unit = f" {cfg.time.unit}" if cfg.time.unit else ""
-    length = f" {grid.length_unit}" if grid.length_unit else ""
-    print(f"dry run of {cfg.name!r}: nothing is written")
-    print(
-        f"  grid {grid.shape} = {grid.size} cells of {' x '.join(f'{h:g}' for h in grid.spacing)}{length}; "
-        f"{len(sim.model.species)} species ({', '.join(sim.model.names)}), {len(sim.model.maps)} map(s), {sim.dtype}"
-    )
-    if not math.isfinite(plan.dt_bound):
-        why = f"nothing limits it ({plan.limited_by}): one step per time-series record"
-    elif cfg.time.dt == "auto":
-        why = f"time.safety {cfg.time.safety:g} x the stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}"
-    else:
-        why = f"time.dt as given; the stability bound is {plan.dt_bound:.6g}, set by {plan.limited_by}"
-    reason = sim.integrator_reason if cfg.time.integrator == "auto" else "as configured"
-    print(f"  integrator {sim.integrator_name}, order {cfg.time.order} ({'auto: ' if cfg.time.integrator == 'auto' else ''}{reason})")
-    controlled = sim.max_change is not None
-    print(f"  dt {'up to' if controlled else '='} {plan.dt:.6g}{unit}: {why}")
-    if controlled:
-        print(f"  step-size control: a step in which a species changes by more than {sim.max_change:g} of its "
-              "value is retaken with half the step (time.max_change)")
-    print(
-        f"  {'at least ' if controlled else ''}{plan.estimated_steps} steps to t = {cfg.time.end:g}{unit}; "
-        f"{len(plan.snapshot_times)} snapshots, {len(plan.series_times)} time-series records"
-    )
-    backend = get_backend(cfg.backend)
-    memory = sim.memory_for(backend)
-    print(
-        f"  memory on {backend.device} ({backend.name}): {format_bytes(memory.device)} = fields "
-        f"{format_bytes(memory.fields)} (double-buffered) + maps {format_bytes(memory.maps)} + scratch "
-        f"{format_bytes(memory.scratch)}; host: {format_bytes(memory.setup)} to set up"
-    )
-    if backend.name == "cupy":
-        free = int(backend.xp.cuda.runtime.memGetInfo()[0])
-        print(f"  free on the GPU: {format_bytes(free)}")
-    else:
-        ram = available_host_memory()
-        print(f"  RAM available: {format_bytes(ram) if ram is not None else 'unknown'}")
-    sim.check_device_memory(backend)  # refuses a grid that does not fit
-    sizes = sim.output_bytes()
-    parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in sizes.items())
-    print(f"  output in {sim.out_dir}: up to {format_bytes(sum(sizes.values()))} uncompressed ({parts})")
-    if any((sim.out_dir / name).exists() for name in ("run.h5", "config.yaml", "checkpoints")):
-        print(f"  note: {sim.out_dir} already holds a run: a run needs --overwrite (or --resume to continue it)")
-    per_step = sim.seconds_per_step(backend)
-    if per_step is None:
-        why = "measured only on the CPU backend" if backend.name != "numpy" else "grid too large to time here"
-        print(f"  runtime: unknown ({why})")
-    else:
-        print(
-            f"  runtime: about {_duration(per_step * plan.estimated_steps)} "
-            f"({per_step * 1e3:.3g} ms per step, measured on 3 steps; records and files add to it)"
-        )
-    order = cfg.time.order  # order 2 evaluates the model twice per step
-    for name, (dt, steps, implicit) in sim.integrator_choices().items():
-        chosen = " (this run)" if (name == "imex") == bool(sim.implicit_diffusion) else ""
-        detail = f", implicit diffusion of {', '.join(implicit)}" if implicit else ""
-        projected = (f", about {_duration(order * per_step * steps)} at {'twice ' if order == 2 else ''}"
-                     f"the explicit step's cost{' plus line solves' if implicit else ''}") if per_step is not None else ""
-        print(f"  integrator {name}{chosen}: dt = {dt:.4g}{unit}, {steps} steps{detail}{projected}")
+    for line in dry_run(sim, get_backend(sim.config.backend)).lines():
+        print(line)
     return 0
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
-    m, s = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}"
 
 
 class Progress:
@@ -254,7 +181,7 @@ class Progress:
             return
         self.next = now + self.every
         rate = (fields.step - self.step0) / (now - self.started)
-        eta = _duration((self.total - fields.step) / rate) if rate > 0 else "?"
+        eta = duration((self.total - fields.step) / rate) if rate > 0 else "?"
         done = min(fields.step / self.total, 1.0)
         text = (f"t = {fields.t:.4g} / {self.end:g}{self.unit}, step {fields.step} of {self.total}, "
                 f"{rate:.3g} steps/s, ETA {eta}")
@@ -353,7 +280,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         hint = f"; see '{self.prog} --help'"
-        self.exit(2, f"tumorsim: error: {_one_line(message)}{hint}\n")
+        self.exit(2, f"tumorsim: error: {one_line(message)}{hint}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,29 +355,28 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--log", action="store_true", help="logarithmic y axes")
     compare.set_defaults(func=cmd_compare)
 
-    from solver.benchmark import add_arguments
-
-    bench = sub.add_parser("bench", help="benchmark the explicit step (GPU; --small on the CPU)")
-    add_arguments(bench)
+    # The benchmark harness (solver/bench/) is imported only when `bench` runs: its options
+    # are parsed there, so `tumorsim --help` stays light (no sympy, no pydantic).
+    bench = sub.add_parser("bench", help="benchmark the explicit step (GPU; --small on the CPU)",
+                           add_help=False, prefix_chars="\0")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark (bench --help)")
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from solver.benchmark import run_from_args
+    from solver.bench import add_arguments, run_from_args
 
-    report = run_from_args(args)
+    parser = _Parser(prog="tumorsim bench", description="benchmark the explicit step (benchmarks/README.md)")
+    add_arguments(parser)
+    report = run_from_args(parser.parse_args(args.bench_args))
     print(report.summary())
     return 0
 
 
-def _one_line(text: object) -> str:
-    """The message as one line (a multi-line message from a library is joined)."""
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
 
 def _error(message: object, status: int) -> int:
-    print(f"tumorsim: error: {_one_line(message)}", file=sys.stderr)
+    print(f"tumorsim: error: {one_line(message)}", file=sys.stderr)
     return status
 
 
@@ -468,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as exc:
         return _error(exc, 2)
     except RunInterrupted as exc:  # a second signal outside the run loop
-        print(f"tumorsim: {_one_line(exc)}", file=sys.stderr)
+        print(f"tumorsim: {one_line(exc)}", file=sys.stderr)
         return 128 + (exc.signum or signal.SIGINT)
     except TumorsimError as exc:
         return _error(exc, 1)
@@ -483,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             log.exception("internal error")
         print(
-            f"tumorsim: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"tumorsim: internal error: {type(exc).__name__}: {one_line(exc)} "
             "(please report it; rerun with --verbose for the traceback)",
             file=sys.stderr,
         )

@@ -24,7 +24,7 @@ import sympy as sp
 
 from solver.backends.base import Backend
 from solver.grid import Grid
-from solver.model import COORDS, TIME, Model
+from solver.model import Model
 
 
 class DiagnosticsEvaluator:
@@ -36,8 +36,7 @@ class DiagnosticsEvaluator:
         self.xp = backend.xp
         self.to_host = backend.to_host
         module = "cupy" if backend.name == "cupy" else "numpy"
-        args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
-        args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
+        args = model.arguments()
         self.functions: dict[str, tuple[Any, Any]] = {}
         for d in model.diagnostics:
             if d.kind == "auc":
@@ -46,10 +45,7 @@ class DiagnosticsEvaluator:
             mask = None if d.where is None else sp.lambdify(args, d.where, modules=module)
             self.functions[d.name] = (value, mask)
         cast = np.dtype(dtype).type
-        self.coords = [
-            self.xp.asarray(((np.arange(n) + 0.5) * h).astype(dtype).reshape([n if a == b else 1 for b in range(3)]))
-            for a, (n, h) in enumerate(zip(grid.shape, grid.spacing))
-        ]
+        self.coords = [self.xp.asarray(grid.centres(a, dtype)) for a in range(3)]  # as the kernels compute them
         self.cast = cast
         self.auc: dict[str, float] = {d.name: 0.0 for d in model.diagnostics if d.kind == "auc"}
         self.last: tuple[float, dict[str, float]] | None = None

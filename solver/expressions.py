@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 import sympy as sp
 
 from solver.errors import ExpressionError
+from solver.text import shown
 
 
 def _pow(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
@@ -142,9 +143,8 @@ def parse_expression(text: str | float, allowed_names: Iterable[str], where: str
 
 
 def _shown(text: object) -> str:
-    """repr of the user's text, shortened: error messages stay one readable line."""
-    shown = repr(text)
-    return shown if len(shown) <= _SHOWN_LENGTH else shown[: _SHOWN_LENGTH - 3] + "..."
+    """The user's text as it appears in a message: bounded, so messages stay one line."""
+    return shown(text, _SHOWN_LENGTH)
 
 
 class _Converter:

@@ -2,9 +2,14 @@
 
 Public API:
     build_model(config) -> Model
-    Model, Species, Chemotaxis
-    Model.initial_fields(grid, dtype) -> np.ndarray (n_species, nx, ny, nz)
-    Model.static_maps(grid, dtype)    -> np.ndarray (n_maps, nx, ny, nz)
+    Model, Species, Chemotaxis, SystemicVariable, Agent, Diagnostic
+    Model.arguments() -> list of symbols   the argument order of every generated evaluation
+    Model.neighbour_species(...)           which species a transport stencil reads around a cell
+    Model.loss_rates(), Model.reaction_jacobian_diagonal()
+    TIME, COORDS                           the symbols t and x, y, z
+
+Static sources (maps, initial fields) stay descriptions here; solver/fields/static.py
+evaluates them on the grid, once per run.
 
 Each species u_i obeys
 
@@ -28,12 +33,9 @@ import sympy as sp
 from solver.config import FileSource, PKConfig, RunConfig, TumourSource, VesselSource
 from solver.errors import ConfigError
 from solver.expressions import parse_condition, parse_expression
-from solver.grid import AXES, BoundaryConditions, Grid
+from solver.grid import AXES, BoundaryConditions
 from solver.systemic.pk import PlasmaPK, half_life_to_rate
-from solver.systemic.schedule import Schedule
-from solver.systemic.schedule import DoseSpec, expand_schedule
-from solver.tumour_shapes import tumour_density
-from solver.vasculature import load_map, vessel_map
+from solver.systemic.schedule import DoseSpec, Schedule, expand_schedule
 
 log = logging.getLogger(__name__)
 
@@ -163,50 +165,26 @@ class Model:
         return out
 
 
-    def initial_fields(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
-        """Initial values of every species, shape (n_species, nx, ny, nz)."""
-        out = np.empty((len(self.species),) + grid.shape, dtype=dtype)
-        maps = self.static_maps(grid, np.float64)
+    def arguments(self) -> list[sp.Symbol]:
+        """The argument order of every generated evaluation (reactions, sinks, diagnostics):
+        species, maps, t, x, y, z, then the systemic scalars."""
+        return [s.symbol for s in self.species] + [sp.Symbol(m, real=True) for m in self.map_names] + [
+            TIME, *COORDS, *(sp.Symbol(n, real=True) for n in self.systemic_names)
+        ]
+
+    def neighbour_species(
+        self, implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset()
+    ) -> list[bool]:
+        """Per species: does an explicit step read its neighbours? Yes when it diffuses
+        explicitly or moves by explicit chemotaxis, and for the signal of such a movement."""
+        explicit_chemotaxis = [s.chemotaxis is not None and i not in implicit_chemotaxis
+                               for i, s in enumerate(self.species)]
+        need = [(s.diffusion > 0 and i not in implicit_diffusion) or explicit_chemotaxis[i]
+                for i, s in enumerate(self.species)]
         for i, s in enumerate(self.species):
-            out[i] = self._evaluate_static(s.initial, grid, maps, f"model.species.{s.name}.initial")
-        return out
-
-    def static_maps(self, grid: Grid, dtype: np.dtype | type) -> np.ndarray:
-        """The static maps (e.g. vessel density w), shape (n_maps, nx, ny, nz)."""
-        out = np.empty((len(self.maps),) + grid.shape, dtype=dtype)
-        for i, (name, spec) in enumerate(self.maps.items()):
-            out[i] = self._evaluate_static(spec, grid, {}, f"model.maps.{name}")
-        return out
-
-    def _evaluate_static(self, spec: StaticSource, grid: Grid, maps: np.ndarray | dict, where: str) -> np.ndarray:
-        if isinstance(spec, FileSource):
-            return load_array(self.base_dir, spec, grid.shape, where)
-        if isinstance(spec, VesselSource):
-            opts = dict(spec.vessels)
-            kind = opts.pop("kind", "network")
-            seed = opts.pop("seed", 0)
-            return vessel_map(grid.shape, grid.spacing, kind, seed=seed, **opts)
-        if isinstance(spec, TumourSource):
-            opts = dict(spec.tumour)
-            kind = opts.pop("kind", "sphere")
-            if "density" not in opts:
-                raise ConfigError(f"{where}.tumour: missing required key 'density'")
-            try:
-                return tumour_density(grid.shape, grid.spacing, kind, **opts)
-            except TypeError as exc:  # an option tumour_density does not take
-                raise ConfigError(
-                    f"{where}.tumour: {exc}; valid keys: kind, density, centre, radius, radii, smooth"
-                ) from None
-        coords = grid.coordinates()
-        values = {str(c): coords[str(c)] for c in COORDS}
-        for i, name in enumerate(self.map_names if len(maps) else ()):
-            values[name] = maps[i]
-        symbols = sorted(spec.free_symbols, key=str)
-        fn = sp.lambdify(symbols, spec, modules="numpy")
-        result = np.broadcast_to(np.asarray(fn(*(values[str(s)] for s in symbols)), dtype=np.float64), grid.shape)
-        if not np.all(np.isfinite(result)):
-            raise ConfigError(f"{where}: the expression gives non-finite values on the grid")
-        return result
+            if explicit_chemotaxis[i]:
+                need[s.chemotaxis.signal] = True
+        return need
 
 
 def _without_distributions(expr: sp.Expr) -> sp.Expr:
@@ -216,12 +194,6 @@ def _without_distributions(expr: sp.Expr) -> sp.Expr:
         (sp.Integer(1), x > 0), (sp.Integer(0), x < 0), (sp.Rational(1, 2), True)))
     return expr.replace(sp.sign, lambda x: sp.Piecewise(
         (sp.Integer(1), x > 0), (sp.Integer(-1), x < 0), (sp.Integer(0), True)))
-
-
-def load_array(base_dir: Path, spec: FileSource, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """Read a (nx, ny, nz) array from .npy or .h5/.hdf5, with one-line errors naming `where`."""
-    path = Path(spec.file)
-    return load_map(path if path.is_absolute() else base_dir / path, shape, spec.dataset, what=where)
 
 
 def build_model(config: RunConfig) -> Model:

@@ -19,7 +19,7 @@ import pytest
 from _support import make_config
 
 from solver.backends.numpy_backend import NumpyBackend
-from solver.benchmark import (
+from solver.bench import (
     DEPILLIS,
     MODEL_CASES,
     ArrayExpressionStep,
@@ -28,7 +28,7 @@ from solver.benchmark import (
     prepare_case,
     run_benchmark,
 )
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = 10  # cube edge for the structure tests: a fraction of a second per step
@@ -161,8 +161,8 @@ def test_array_expression_step_matches_numpy_fallback(kind, dtype, reactions) ->
         precision=dtype, reactions=reactions,
     )
     sim = Simulation(config)
-    fallback = NumpyBackend().make_explicit_stepper(sim.model, sim.grid, sim.dtype, sim.implicit_sinks)
-    peer = ArrayExpressionStep(sim.model, sim.grid, sim.dtype, sim.implicit_sinks, np)
+    fallback = NumpyBackend().make_explicit_stepper(sim.model, sim.grid, sim.dtype, sim.plan.integrator.implicit_sinks)
+    peer = ArrayExpressionStep(sim.model, sim.grid, sim.dtype, sim.plan.integrator.implicit_sinks, np)
     u, maps, dt = sim.u0.copy(), sim.maps, sim.plan.dt
     a, b = np.empty_like(u), np.empty_like(u)
     for step in range(5):

@@ -38,7 +38,7 @@ from solver.config import builtin_config_path, load_config, parse_config
 from solver.errors import CheckpointError, RunInterrupted, SimulationError
 from solver.io import checkpoint as checkpoint_io
 from solver.io.checkpoint import list_checkpoints, read_checkpoint
-from solver.simulation import Simulation, StopRequest
+from solver.run import Simulation, StopRequest
 
 END = 1.0
 CHEMO_STOP = 0.55  # between the records at 0.5 and 0.6

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 import pytest
-
 from _support import make_config
-from solver.simulation import Simulation
+
+from solver.run import Simulation
 
 FACES = {
     "no-flux": "no-flux",

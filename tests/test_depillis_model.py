@@ -16,9 +16,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
+from solver.builtin_models import builtin_model
 from solver.config import parse_config
-from solver.models import builtin_model
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 scipy_integrate = pytest.importorskip("scipy.integrate")
 
@@ -180,7 +180,7 @@ def test_plasma_levels_follow_pk_closed_forms(tmp_path) -> None:
         }
     )
     summary = Simulation(cfg, out_dir=tmp_path / "run").run()
-    from solver.viz.run_file import load_run
+    from solver.io.run_file import load_run
 
     run = load_run(summary.run_file)
     t = run.series_time

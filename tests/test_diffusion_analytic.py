@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 import pytest
-
 from _support import make_config
+
 from solver.grid import Grid
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 
 def gaussian(D: float, k: float, t: float, centre: float, mass: float = 1.0) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _support import make_config
-from solver.simulation import Simulation
+
+from solver.run import Simulation
 
 pytestmark = pytest.mark.gpu
 
@@ -94,7 +94,7 @@ def test_gpu_imex_matches_numpy(gpu, tmp_path, dtype) -> None:
         shape=(17, 12, 9), spacing=1.0, end=0.5, precision=dtype, integrator="imex",
     )
     sim = Simulation(cfg)
-    assert sim.implicit_diffusion == frozenset({0})
+    assert sim.plan.integrator.implicit_diffusion == frozenset({0})
     a = sim.evolve(0.5, get_backend("cpu"))
     b = sim.evolve(0.5, get_backend("gpu"))
     tol = 1e-5 if dtype == "float32" else 1e-12

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _support import make_config
+
 from solver.config import load_config, parse_config
 from solver.diagnostics import DiagnosticsEvaluator
-from solver.integrators.imex import choose_implicit_species
+from solver.integrators.choice import choose_implicit_species
 from solver.package_data import data_dir
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 
 def gaussian_config(n: int, h: float, end: float, dt, integrator: str):
@@ -36,7 +36,7 @@ def test_unconditionally_stable_at_100x_the_explicit_bound() -> None:
     n, h = 16, 1.0
     bound = h * h / 6.0  # explicit bound for D = 1 in 3D
     sim = Simulation(gaussian_config(n, h, end=100 * bound * 5, dt=100 * bound, integrator="imex"))
-    assert sim.implicit_diffusion == frozenset({0})
+    assert sim.plan.integrator.implicit_diffusion == frozenset({0})
     u0 = sim.u0[0]
     u = sim.evolve()[0]
     assert np.all(np.isfinite(u)) and u.min() >= 0.0
@@ -69,7 +69,7 @@ def coarse_quickstart_runs() -> dict:
         burden = ev.evaluate(state.fields.u, state.fields.maps, end, state.systemic.values(end))["tumour_burden"]
         runs[name] = {
             "burden": burden, "steps": state.fields.step, "u": state.fields.u.astype(np.float64),
-            "implicit": [sim.model.names[i] for i in sorted(sim.implicit_diffusion)], "names": sim.model.names}
+            "implicit": [sim.model.names[i] for i in sorted(sim.plan.integrator.implicit_diffusion)], "names": sim.model.names}
     return runs
 
 

@@ -6,17 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
+from _support import compile_on_host, make_config
 from scipy.linalg import expm
 
-from _support import compile_on_host, make_config
 from solver.backends.cuda_codegen import compile_for_arch, kernel_template
+from solver.backends.lines import ImplicitTransport1D
 from solver.backends.registry import get_backend
 from solver.config import parse_config
 from solver.errors import ConfigError
-from solver.grid import FaceBC
-from solver.integrators.line_solvers import line_layout
-from solver.integrators.transport_solvers import ImplicitTransport1D
-from solver.simulation import Simulation
+from solver.grid import FaceBC, line_layout
+from solver.run import Simulation
 
 SIGNAL = "1.5 + 0.6*sin(0.7*x) + 0.4*cos(0.5*y) + 0.3*z"
 
@@ -57,7 +56,7 @@ def test_order_in_time_against_the_exact_semi_discrete_solution(order: int) -> N
     errors = []
     for dt in (0.2, 0.1, 0.05):
         sim = Simulation(cells_up_a_signal(shape, end, dt, order))
-        assert sim.implicit_chemotaxis == frozenset({1})
+        assert sim.plan.integrator.implicit_chemotaxis == frozenset({1})
         errors.append(float(np.max(np.abs(sim.evolve()[1] - exact))))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(np.abs(orders - order) < 0.2), (errors, orders)
@@ -89,7 +88,7 @@ def test_only_species_with_no_flux_or_permeable_faces_qualify() -> None:
     # periodic faces carry chemotactic flux in the explicit step: such cells keep their
     # chemotaxis explicit (their diffusion may still be implicit)
     sim = Simulation(cells_up_a_signal((6, 5, 4), end=0.5, dt=0.05, boundary={"x": "periodic"}))
-    assert sim.implicit_chemotaxis == frozenset()
+    assert sim.plan.integrator.implicit_chemotaxis == frozenset()
 
 
 @pytest.mark.parametrize(("time", "fragment"), [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _support import make_config
+
 from solver.backends.cuda_codegen import compile_for_arch, explicit_step_source
 from solver.config import load_config
 from solver.grid import Grid

@@ -14,11 +14,11 @@ import shutil
 
 import numpy as np
 import pytest
-
 from _support import compile_on_host
+
 from solver.backends.cuda_codegen import explicit_step_source
 from solver.backends.registry import get_backend
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 # After the kernel source: run the launch grid of explicit_step as loops.
 HOST_STEP = r"""
@@ -45,7 +45,7 @@ def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype, reactions)
     from test_gpu_parity import BOUNDARIES, parity_config
 
     sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype, reactions))
-    source = explicit_step_source(sim.model, sim.grid, np.dtype(dtype), implicit_sinks=sim.implicit_sinks)
+    source = explicit_step_source(sim.model, sim.grid, np.dtype(dtype), implicit_sinks=sim.plan.integrator.implicit_sinks)
     step = host_kernel(source, tmp_path)
     ctype = ctypes.c_float if dtype == "float32" else ctypes.c_double
     running = sim.start(get_backend("cpu"))

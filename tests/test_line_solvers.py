@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from solver.backends.lines import ImplicitDiffusion1D
 from solver.grid import FaceBC
-from solver.integrators.line_solvers import ImplicitDiffusion1D
 
 FACES = {
     "no-flux": (FaceBC("no-flux"), FaceBC("no-flux")),
@@ -94,7 +94,7 @@ def test_cuda_line_solve_source_matches_numpy(tmp_path, axis: int, kind: str) ->
     import ctypes
     import subprocess
 
-    from solver.integrators.line_solvers import line_layout
+    from solver.grid import line_layout
     from solver.package_data import data_dir
 
     src = tmp_path / "line.cpp"

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from _support import make_config
+
 from solver.config import normalise_boundary, parse_config
 from solver.errors import ConfigError
 from solver.grid import FaceBC
-from solver.integrators.explicit import species_rates
-from solver.simulation import Simulation
+from solver.integrators.stability import species_rates
+from solver.run import Simulation
 
 WALL = {"permeable": {"permeability": 2.5, "value": 0.8}}
 WALL_NORMALISED = {"kind": "permeable", "value": 0.8, "permeability": 2.5}
@@ -148,7 +148,7 @@ def test_explicit_bound_counts_a_strongly_permeable_face() -> None:
         cfg = make_config({"u": {"diffusion": 1.0, "boundary": {"x": {"low": low, "high": "no-flux"}}}},
                           shape=(8, 1, 1), spacing=1.0)
         sim = Simulation(cfg)
-        return species_rates(sim.model, sim.grid, sim.u0)[0][2]
+        return species_rates(sim.model, sim.grid, sim.u0, sim.static.maps)[0][2]
 
     assert rate("no-flux") == 2.0
     assert rate({"value": 1.0}) == 3.0
@@ -255,7 +255,7 @@ def test_vessel_wall_steady_state_explicit_second_order_in_space() -> None:
     errors = []
     for h in hs:
         c, exact, sim = vessel_wall(h, end=20.0 / K_WALL, integrator="explicit")
-        assert not sim.implicit_diffusion
+        assert not sim.plan.integrator.implicit_diffusion
         errors.append(steady_error(c, exact))
     slope = float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
     assert abs(slope - 2.0) < 0.2, (errors, slope)
@@ -275,7 +275,7 @@ def test_vessel_wall_steady_state_imex() -> None:
     h, end = 0.1 * LAMBDA, 40.0 / K_WALL  # 40/k: both runs within exp(-40) of their fixed point
     explicit, exact, _ = vessel_wall(h, end, integrator="explicit")
     imex, _, sim = vessel_wall(h, end, integrator="imex", dt=0.5 / K_WALL, reactions="explicit")
-    assert sim.implicit_diffusion == frozenset({0})
+    assert sim.plan.integrator.implicit_diffusion == frozenset({0})
     assert steady_error(imex, explicit) < 1e-12
     assert steady_error(imex, exact) < 1e-3  # hence the spatial error above: 7.7e-4
 
@@ -293,7 +293,7 @@ def test_vessel_wall_steady_state_imex_linearly_implicit_decay_is_first_order_in
     gaps = []
     for dt in dts:
         c, _, sim = vessel_wall(h, end, integrator="imex", dt=dt, reactions="linearly-implicit")
-        assert sim.implicit_diffusion == frozenset({0})
+        assert sim.plan.integrator.implicit_diffusion == frozenset({0})
         gaps.append(steady_error(c, explicit))
         k_eff = K_WALL / (1.0 + K_WALL * dt)
         lam = math.sqrt(D_WALL / k_eff)

@@ -7,12 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from _support import compile_on_host, make_config
 from scipy.fft import dctn, idctn
 
-from _support import compile_on_host, make_config
 from solver.backends.cuda_codegen import compile_for_arch, explicit_rates_source
 from solver.backends.registry import get_backend
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 
 def observed_orders(errors: list[float]) -> np.ndarray:
@@ -97,7 +97,7 @@ def test_imex_order_in_time_against_the_exact_semi_discrete_solution(order: int,
     errors = []
     for dt in (0.2, 0.1, 0.05):
         sim = Simulation(gaussian_with_decay(n, dt, order, reactions))
-        assert sim.implicit_diffusion == frozenset({0})
+        assert sim.plan.integrator.implicit_diffusion == frozenset({0})
         errors.append(float(np.max(np.abs(sim.evolve()[0] - exact))))
     orders = observed_orders(errors)
     assert np.all(np.abs(orders - order) < 0.2), (errors, orders)

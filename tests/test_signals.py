@@ -24,7 +24,7 @@ from test_checkpoint import assert_same_run, small_quickstart
 from solver.config import parse_config
 from solver.errors import RunInterrupted
 from solver.io.checkpoint import list_checkpoints, read_checkpoint
-from solver.simulation import Simulation, StopRequest, stop_on_signals
+from solver.run import Simulation, StopRequest, stop_on_signals
 
 
 @pytest.fixture(scope="module")

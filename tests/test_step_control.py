@@ -6,13 +6,13 @@ import logging
 
 import numpy as np
 import pytest
-
 from _support import make_config
+
 from solver.config import load_config
 from solver.errors import SimulationError
+from solver.integrators.systemic import SystemicRuntime
 from solver.package_data import data_dir
-from solver.simulation import Simulation
-from solver.systemic.runtime import SystemicRuntime
+from solver.run import Simulation
 
 
 def quickstart(**time):
@@ -30,7 +30,7 @@ def relative_change(old: np.ndarray, new: np.ndarray) -> float:
 def test_every_accepted_step_respects_max_change_and_lands_on_doses_and_records() -> None:
     max_change = 0.05
     sim = Simulation(quickstart(integrator="imex", max_change=max_change))
-    controlled = [i for i in range(len(sim.model.species)) if i not in sim.implicit_diffusion]
+    controlled = [i for i in range(len(sim.model.species)) if i not in sim.plan.integrator.implicit_diffusion]
     assert [sim.model.names[i] for i in controlled] == ["T", "N", "L"]
     state = sim.start()
     ends, worst = [], 0.0
@@ -100,9 +100,9 @@ def test_controlled_ode_decay_is_more_accurate_than_equal_steps() -> None:
 def test_auto_picks_imex_for_a_fast_diffuser_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
     species = {"drug": {"diffusion": 100.0, "reaction": "-0.1*drug", "initial": 1.0},
                "cells": {"diffusion": 0.01, "reaction": "0.5*cells*(1 - cells) - drug*cells", "initial": 0.5}}
-    with caplog.at_level(logging.INFO, logger="solver.simulation"):
+    with caplog.at_level(logging.INFO, logger="solver.run.plan"):
         sim = Simulation(make_config(species, shape=(8, 8, 8), integrator="auto"))
-    assert sim.integrator_name == "imex" and sim.implicit_diffusion == frozenset({0})
+    assert sim.plan.integrator.name == "imex" and sim.plan.integrator.implicit_diffusion == frozenset({0})
     message = next(r.getMessage() for r in caplog.records if "integrator auto" in r.getMessage())
     # reactions: auto takes the drug's decay implicitly with imex, and the message says so
     assert "integrator auto: imex, the diffusion of drug" in message
@@ -113,9 +113,9 @@ def test_auto_stays_explicit_when_nothing_diffuses_fast(caplog: pytest.LogCaptur
     # growth at rate 3 (explicit in any case) outpaces diffusion (rate 0.6): nothing to gain
     species = {"a": {"diffusion": 0.1, "reaction": "3*a*(1 - a/10)", "initial": 1.0},
                "b": {"diffusion": 0.1, "reaction": "a - b", "initial": 0.5}}
-    with caplog.at_level(logging.INFO, logger="solver.simulation"):
+    with caplog.at_level(logging.INFO, logger="solver.run.plan"):
         sim = Simulation(make_config(species, shape=(8, 8, 8), integrator="auto"))
-    assert sim.integrator_name == "explicit" and sim.max_change is None
+    assert sim.plan.integrator.name == "explicit" and sim.plan.max_change is None
     assert any("integrator auto: explicit, no species diffuses fast enough" in r.getMessage() for r in caplog.records)
 
 

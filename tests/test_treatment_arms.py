@@ -10,7 +10,7 @@ import pytest
 from solver.config import load_config, parse_config
 from solver.diagnostics import DiagnosticsEvaluator
 from solver.package_data import data_dir
-from solver.simulation import Simulation
+from solver.run import Simulation
 
 ARMS = ("chemo_only", "immuno_only", "chemoimmuno")
 

@@ -1,5 +1,5 @@
-"""Tests of the static maps that seed a run: vessel maps (solver.vasculature) and
-initial tumour shapes (solver.tumour_shapes)."""
+"""Tests of the static maps that seed a run: vessel maps (solver/fields/vessels.py), map
+files (solver/fields/array_files.py) and initial tumour shapes (solver/fields/tumour_shapes.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from solver.config import NetworkVessels
 from solver.errors import ConfigError
-from solver.tumour_shapes import tumour_density
-from solver.vasculature import (
-    MAP_FILE_EXTENSIONS,
-    VESSEL_MAP_OPTIONS,
-    core_mask,
-    load_map,
-    normalise_map,
-    vessel_map,
-)
+from solver.fields.array_files import MAP_FILE_EXTENSIONS
+from solver.fields.array_files import read_array as load_map
+from solver.fields.tumour_shapes import tumour_density
+from solver.fields.vessels import core_mask, normalise_map, vessel_map
 
 SHAPE = (32, 32, 32)
 SPACING = (10.0, 10.0, 10.0)  # um
@@ -196,17 +192,17 @@ def test_map_that_is_zero_everywhere_is_an_error() -> None:
     ("kind", "options", "expected"),
     [
         ("capillary", {}, "valid kinds: file, necrotic_core, network, uniform"),
-        ("uniform", {"radius": 5.0}, "valid options: none"),
+        ("uniform", {"radius": 5.0}, "unknown key 'vessels.radius'; valid keys: kind, seed"),
         ("network", {"raduis": 5.0}, "raduis"),
-        ("network", {"volume_fraction": 0.9}, "volume_fraction = 0.9 is out of range"),
-        ("network", {"radius": -1.0}, "radius = -1.0"),
-        ("network", {"pieces": 0}, "pieces = 0"),
-        ("network", {"edge": float("nan")}, "edge = nan"),
+        ("network", {"volume_fraction": 0.9}, "volume_fraction: 0.9 is out of range; allowed: (0, 0.5]"),
+        ("network", {"radius": -1.0}, "radius: -1.0 is out of range"),
+        ("network", {"pieces": 0}, "pieces: input should be greater than or equal to 1, got 0"),
+        ("network", {"edge": float("nan")}, "edge: input should be a finite number, got nan"),
         ("network", {"radius": 100.0}, "length unit of spacing"),
-        ("necrotic_core", {"rim_width": 0.0}, "rim_width = 0.0"),
-        ("necrotic_core", {"rim_boost": -1.0}, "rim_boost = -1.0"),
-        ("necrotic_core", {"centre": (1.0, 2.0)}, "centre (1.0, 2.0) is invalid"),
-        ("file", {}, "needs the option 'path'"),
+        ("necrotic_core", {"rim_width": 0.0}, "rim_width: 0.0 is out of range"),
+        ("necrotic_core", {"rim_boost": -1.0}, "rim_boost: -1.0 is out of range; allowed: [0, inf)"),
+        ("necrotic_core", {"centre": (1.0, 2.0)}, "centre: expected 3 values [x, y, z], got (1.0, 2.0)"),
+        ("file", {}, "missing required key 'vessels.path'"),
     ],
 )
 def test_bad_kind_or_option_is_a_config_error(kind, options, expected) -> None:
@@ -219,7 +215,7 @@ def test_unknown_option_lists_valid_options() -> None:
     with pytest.raises(ConfigError) as excinfo:
         vessel_map(SHAPE, SPACING, "network", raduis=5.0)
     message = one_line_error(excinfo)
-    for name in VESSEL_MAP_OPTIONS["network"]:
+    for name in NetworkVessels.model_fields:
         assert name in message
 
 
@@ -476,16 +472,16 @@ def test_smoothed_edge_is_half_density_on_the_surface() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"kind": "cube", "radius": 5.0}, "valid shapes: sphere, ellipsoid"),
-        ({"kind": "sphere", "radius": 0.0}, "tumour radius = 0.0 is out of range"),
-        ({"kind": "sphere", "radius": -2.0}, "tumour radius = -2.0"),
-        ({"kind": "sphere", "radii": (1.0, 2.0, 3.0)}, "radii apply to kind 'ellipsoid'"),
-        ({"kind": "ellipsoid"}, "needs radii"),
-        ({"kind": "ellipsoid", "radii": (1.0, 0.0, 3.0)}, "tumour radii (1.0, 0.0, 3.0)"),
-        ({"kind": "ellipsoid", "radius": 3.0, "radii": (3, 3, 3)}, "radius applies to kind"),
-        ({"kind": "sphere", "radius": 5.0, "density": -1.0}, "tumour density = -1.0"),
-        ({"kind": "sphere", "radius": 5.0, "smooth": -1.0}, "tumour smooth = -1.0"),
-        ({"kind": "sphere", "radius": 5.0, "centre": (1.0, 2.0)}, "tumour centre"),
+        ({"kind": "cube", "radius": 5.0}, "valid kinds: ellipsoid, sphere"),
+        ({"kind": "sphere", "radius": 0.0}, "tumour.radius: 0.0 is out of range; allowed: (0, inf)"),
+        ({"kind": "sphere", "radius": -2.0}, "tumour.radius: -2.0 is out of range"),
+        ({"kind": "sphere", "radii": (1.0, 2.0, 3.0)}, "unknown key 'tumour.radii' (did you mean 'radius'?); valid keys: kind, density, centre, radius, smooth"),
+        ({"kind": "ellipsoid"}, "missing required key 'tumour.radii'"),
+        ({"kind": "ellipsoid", "radii": (1.0, 0.0, 3.0)}, "tumour.radii[1]: 0.0 is out of range"),
+        ({"kind": "ellipsoid", "radius": 3.0, "radii": (3, 3, 3)}, "unknown key 'tumour.radius' (did you mean 'radii'?)"),
+        ({"kind": "sphere", "radius": 5.0, "density": -1.0}, "tumour.density: -1.0 is out of range"),
+        ({"kind": "sphere", "radius": 5.0, "smooth": -1.0}, "tumour.smooth: -1.0 is out of range"),
+        ({"kind": "sphere", "radius": 5.0, "centre": (1.0, 2.0)}, "tumour.centre: expected 3 values [x, y, z]"),
         ({"kind": "sphere", "radius": 0.2, "centre": (16.1, 16.1, 16.1)}, "covers no cell"),
         ({"kind": "sphere", "radius": 5.0, "centre": (100.0, 0.0, 0.0)}, "covers no cell"),
     ],

@@ -17,7 +17,7 @@ import pytest
 
 from solver.errors import TumorsimError
 from solver.viz import RunFileError, VizError, load_run
-from solver.viz.run_file import to_image_data
+from solver.viz.image_data import to_image_data
 
 SHAPE = (30, 26, 22)
 SPACING = (10.0, 12.0, 8.0)  # um; unequal, so that a swapped axis shows

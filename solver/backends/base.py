@@ -1,9 +1,15 @@
 """What every backend offers the integrators: arrays, a stepper factory, reductions.
 
 Public API:
-    Backend               base class (numpy and cupy backends derive from it)
+    Backend               base class (numpy and cupy backends derive from it); it makes
+                          every device-specific operator an integrator uses:
+        .make_explicit_stepper(model, grid, dtype, ...) -> ExplicitStepper
+        .make_line_solver(species, grid, tau, dtype) -> ImplicitSolver
+        .make_transport_solver(species, grid, tau, dtype) -> ImplicitSolver
+        .field_stats(u, cell_volume) -> FieldStats, .first_bad_cell(...)
     FieldStats            per-species totals, minima, maxima and a finiteness flag
     ExplicitStepper       protocol: step(u, u_new, maps, t, dt, systemic) -> None
+    ImplicitSolver        protocol: solve(field, axes, crank_nicolson, signal) -> None, in place
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from solver.grid import Grid
-from solver.model import Model
+from solver.model import Model, Species
 
 
 class ExplicitStepper(Protocol):
@@ -28,6 +34,17 @@ class ExplicitStepper(Protocol):
     def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = ()) -> None:
         """Write F(u, t) and the sink rate lambda(u, t) >= 0 of every species (no step)."""
         ...
+
+
+class ImplicitSolver(Protocol):
+    """Backward Euler over tau of one species' transport, one axis after another, in place.
+
+    crank_nicolson: each axis solve is turned into a Crank-Nicolson step over 2 tau,
+    u <- 2 (I - tau A)^-1 u - u (solver/integrators/second_order.py). `signal` is the
+    chemoattractant field (transport solvers only), taken at the start of the step.
+    """
+
+    def solve(self, field: Any, axes: tuple[int, ...], crank_nicolson: bool = False, signal: Any = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,14 @@ class Backend:
         """The fused step; species in `implicit_diffusion` get no diffusion term, those in
         `implicit_chemotaxis` no chemotaxis term either (an IMEX
         integrator solves their diffusion implicitly after the step)."""
+        raise NotImplementedError
+
+    def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> ImplicitSolver:
+        """Backward Euler over tau of `species`' diffusion (Thomas factors computed once)."""
+        raise NotImplementedError
+
+    def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> ImplicitSolver:
+        """Backward Euler over tau of `species`' diffusion and upwind chemotaxis up its signal."""
         raise NotImplementedError
 
     def field_stats(self, u: Any, cell_volume: float) -> FieldStats:

@@ -29,8 +29,8 @@ from sympy.codegen.rewriting import create_expand_pow_optimization
 from sympy.printing.c import C99CodePrinter
 
 from solver.grid import AXES, Grid
-from solver.package_data import data_dir
 from solver.model import COORDS, Model
+from solver.package_data import data_dir
 
 _expand_small_powers = create_expand_pow_optimization(4)  # x**2 -> x*x: no powf in the hot loop
 _INDEX = ("i", "j", "k")
@@ -107,18 +107,6 @@ def _neighbour(model: Model, grid: Grid, s: int, axis: int, side: int, printer: 
     return f"(({cond}) ? {inside} : ({ghost}))"
 
 
-def _needs_neighbours(model: Model, implicit_diffusion: frozenset[int] = frozenset(),
-                      implicit_chemotaxis: frozenset[int] = frozenset()) -> list[bool]:
-    explicit_chemotaxis = [s.chemotaxis is not None and i not in implicit_chemotaxis
-                           for i, s in enumerate(model.species)]
-    need = [(s.diffusion > 0 and i not in implicit_diffusion) or explicit_chemotaxis[i]
-            for i, s in enumerate(model.species)]
-    for i, s in enumerate(model.species):
-        if explicit_chemotaxis[i]:
-            need[s.chemotaxis.signal] = True
-    return need
-
-
 def model_update_source(
     model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
     implicit_diffusion: frozenset[int] = frozenset(), rates: bool = False,
@@ -158,7 +146,7 @@ def model_update_source(
     for a, coord in enumerate(COORDS):
         if coord in used:
             lines.append(f"    const real {_c_name(coord, model)} = ((real){_INDEX[a]} + {_literal(pr, 0.5)}) * H{AXES[a].upper()};")
-    need = _needs_neighbours(model, implicit_diffusion, implicit_chemotaxis)
+    need = model.neighbour_species(implicit_diffusion, implicit_chemotaxis)
     for s, name in enumerate(names):
         if not need[s]:
             continue
@@ -208,8 +196,8 @@ def model_update_source(
 
 
 def _chemotaxis_lines(model: Model, s: int, pr: _RealPrinter) -> list[str]:
-    """Upwind fluxes F = v u_upwind on the two faces of each axis; zero through no-flux and
-    permeable faces (see NumpyExplicitStepper.chemotaxis for why)."""
+    """Upwind fluxes F = v u_upwind on the two faces of each axis; zero through the faces
+    that stop advection (FaceBC.stops_advection)."""
     sp_ = model.species[s]
     n, sig = sp_.name, model.species[sp_.chemotaxis.signal].name
     chi = _literal(pr, sp_.chemotaxis.sensitivity)
@@ -222,9 +210,9 @@ def _chemotaxis_lines(model: Model, s: int, pr: _RealPrinter) -> list[str]:
         lines.append(f"    const real {vm} = {chi} * ((c_{sig} - {sig}_{ax}m) * {inv_h});")
         fp = f"(({vp} > {zero}) ? {vp} * c_{n} : {vp} * {n}_{ax}p)"
         fm = f"(({vm} > {zero}) ? {vm} * {n}_{ax}m : {vm} * c_{n})"
-        if sp_.boundary.face(a, 1).kind in ("no-flux", "permeable"):
+        if sp_.boundary.face(a, 1).stops_advection:
             fp = f"(({_INDEX[a]} < {_EXTENT[a]} - 1) ? {fp} : {zero})"
-        if sp_.boundary.face(a, 0).kind in ("no-flux", "permeable"):
+        if sp_.boundary.face(a, 0).stops_advection:
             fm = f"(({_INDEX[a]} > 0) ? {fm} : {zero})"
         lines.append(f"    const real fp_{n}_{ax} = {fp};")
         lines.append(f"    const real fm_{n}_{ax} = {fm};")

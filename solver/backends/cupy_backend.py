@@ -3,6 +3,7 @@
 Public API:
     CupyBackend            raises BackendError when CuPy or a device is missing
     CupyExplicitStepper(model, grid, dtype)
+    CupyLineSolver, CupyTransportSolver   kernels/line_solve.cu, kernels/transport_solve.cu
 
 Kernels are compiled once per (source, device) with cupy.RawModule (CuPy also keeps
 its own on-disk cache), never per step. Every launch goes through one function that
@@ -18,10 +19,15 @@ from typing import Any
 import numpy as np
 
 from solver.backends.base import Backend
-from solver.backends.cuda_codegen import explicit_rates_source, explicit_step_source
+from solver.backends.cuda_codegen import (
+    explicit_rates_source,
+    explicit_step_source,
+    kernel_template,
+)
+from solver.backends.lines import diffusion_lines, transport_lines
 from solver.errors import BackendError
-from solver.grid import Grid
-from solver.model import Model
+from solver.grid import Grid, line_layout
+from solver.model import Model, Species
 
 log = logging.getLogger(__name__)
 BLOCK_SIZE = 256
@@ -107,40 +113,34 @@ class CupyExplicitStepper:
         self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, cast(t)) + scalars)
 
 
-class CupyLineSolver:
-    """Launches kernels/line_solve.cu: Thomas solves on every line of one axis, in place.
+class _AxisLineSolve:
+    """kernels/line_solve.cu for one axis: Thomas solves on every line, in place.
 
-    The factors come from solver.integrators.line_solvers.ImplicitDiffusion1D (computed
-    once per step size on the host) and are uploaded once.
+    The factors come from solver.backends.lines.ImplicitDiffusion1D (computed once per
+    step size on the host) and are uploaded once.
     """
 
     THREADS = 128
 
-    def __init__(self, solver: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype) -> None:
+    def __init__(self, line: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype) -> None:
         import cupy
-
-        from solver.backends.cuda_codegen import kernel_template
-        from solver.integrators.line_solvers import line_layout
 
         self.dtype = np.dtype(dtype)
         ctype = "float" if self.dtype == np.float32 else "double"
         self.kernel = compiled_function(f"typedef {ctype} real;\n" + kernel_template("line_solve.cu"), "line_solve")
         n = shape[axis]
         as_device = lambda a: cupy.asarray(np.asarray(a, dtype=self.dtype))  # noqa: E731
-        self.lower = as_device(solver.lower if n > 1 else [0.0])
-        self.cprime = as_device(solver.cprime if n > 1 else [0.0])
-        self.inv_denom = as_device(solver.inv_denom)
-        self.z = as_device(solver.z if solver.periodic else np.zeros(n))
+        self.lower = as_device(line.lower if n > 1 else [0.0])
+        self.cprime = as_device(line.cprime if n > 1 else [0.0])
+        self.inv_denom = as_device(line.inv_denom)
+        self.z = as_device(line.z if line.periodic else np.zeros(n))
         self.layout = line_layout(shape, axis)
-        self.rhs_low, self.rhs_high = solver.boundary_rhs()
-        self.cyclic = int(solver.periodic)
-        self.v_last = getattr(solver, "v_last", 0.0)
+        self.rhs_low, self.rhs_high = line.boundary_rhs()
+        self.cyclic = int(line.periodic)
+        self.v_last = getattr(line, "v_last", 0.0)
         self.shape = shape
 
-    def solve(self, field: Any) -> None:
-        """Solve in place on `field`, a C-contiguous (nx, ny, nz) device array."""
-        if field.dtype != self.dtype or tuple(field.shape) != self.shape or not field.flags.c_contiguous:
-            raise TypeError(f"line_solve: field must be a C-contiguous {self.dtype} array of shape {self.shape}")
+    def __call__(self, field: Any, signal: Any = None) -> None:
         n, stride, inner, outer, n_lines = self.layout
         cast = self.dtype.type
         blocks = (n_lines + self.THREADS - 1) // self.THREADS
@@ -150,42 +150,76 @@ class CupyLineSolver:
             np.int32(self.cyclic), cast(self.v_last)))
 
 
-class CupyTransportSolver:
-    """Launches kernels/transport_solve.cu: implicit cell transport on every line of one axis.
+class _AxisTransportSolve:
+    """kernels/transport_solve.cu for one axis: implicit cell transport on every line.
 
-    `solver` is a solver.integrators.transport_solvers.ImplicitTransport1D (its scalars);
-    the signal is read from the device at each solve. `scratch` (one field, for the c'
-    factors) is shared by every transport solver of a run: the solves run one after another.
+    `line` is a solver.backends.lines.ImplicitTransport1D (its scalars); the signal is
+    read from the device at each solve. `scratch` (one field, for the c' factors) is
+    shared by every transport solve of a backend: the solves run one after another.
     """
 
     THREADS = 128
 
-    def __init__(self, solver: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype, scratch: Any) -> None:
-        from solver.backends.cuda_codegen import kernel_template
-        from solver.integrators.line_solvers import line_layout
-
+    def __init__(self, line: Any, shape: tuple[int, int, int], axis: int, dtype: np.dtype, scratch: Any) -> None:
         self.dtype = np.dtype(dtype)
         ctype = "float" if self.dtype == np.float32 else "double"
         self.kernel = compiled_function(f"typedef {ctype} real;\n" + kernel_template("transport_solve.cu"),
                                         "transport_solve")
         self.layout = line_layout(shape, axis)
-        self.scalars = solver.scalars()
-        self.shape = shape
-        if scratch.dtype != self.dtype or tuple(scratch.shape) != shape:
-            raise TypeError(f"transport_solve: scratch must be a {self.dtype} array of shape {shape}")
+        self.scalars = line.scalars()
         self.cprime = scratch
 
-    def solve(self, field: Any, signal: Any) -> None:
-        """Solve in place on `field`; `signal` is the chemoattractant at the start of the step."""
-        for name, array in (("field", field), ("signal", signal)):
-            if array.dtype != self.dtype or tuple(array.shape) != self.shape or not array.flags.c_contiguous:
-                raise TypeError(f"transport_solve: {name} must be a C-contiguous {self.dtype} array of shape {self.shape}")
+    def __call__(self, field: Any, signal: Any = None) -> None:
         n, stride, inner, outer, n_lines = self.layout
         cast = self.dtype.type
         blocks = (n_lines + self.THREADS - 1) // self.THREADS
         self.kernel((blocks,), (self.THREADS,), (
             field, signal, self.cprime, np.int32(n), np.int64(stride), np.int64(inner), np.int64(outer),
             np.int64(n_lines), *(cast(v) for v in self.scalars)))
+
+
+class _CupyImplicitSolver:
+    """One species' line solves along axes in turn, in place, in the field's dtype."""
+
+    def __init__(self, axis_solves: tuple, shape: tuple[int, int, int], dtype: np.dtype, with_signal: bool) -> None:
+        self.axis_solves = axis_solves
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.with_signal = with_signal
+
+    def _check(self, name: str, array: Any) -> None:
+        if array.dtype != self.dtype or tuple(array.shape) != self.shape or not array.flags.c_contiguous:
+            raise TypeError(f"line solve: {name} must be a C-contiguous {self.dtype} array of shape {self.shape}")
+
+    def solve(self, field: Any, axes: tuple[int, ...], crank_nicolson: bool = False, signal: Any = None) -> None:
+        self._check("field", field)
+        if self.with_signal:
+            self._check("signal", signal)
+        import cupy
+
+        for a in axes:
+            rhs = field.copy() if crank_nicolson else field
+            self.axis_solves[a](rhs, signal)
+            if crank_nicolson:  # (I - A/2)^-1 (I + A/2) u = 2 (I - A/2)^-1 u - u
+                cupy.subtract(2 * rhs, field, out=field)
+
+
+class CupyLineSolver(_CupyImplicitSolver):
+    """Backward-Euler diffusion of one species: kernels/line_solve.cu per axis."""
+
+    def __init__(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> None:
+        lines = diffusion_lines(species, grid, tau)
+        super().__init__(tuple(_AxisLineSolve(line, grid.shape, a, dtype) for a, line in enumerate(lines)),
+                         grid.shape, dtype, with_signal=False)
+
+
+class CupyTransportSolver(_CupyImplicitSolver):
+    """Backward-Euler diffusion and chemotaxis of one species: kernels/transport_solve.cu per axis."""
+
+    def __init__(self, species: Species, grid: Grid, tau: float, dtype: np.dtype, scratch: Any) -> None:
+        lines = transport_lines(species, grid, tau)
+        super().__init__(tuple(_AxisTransportSolve(line, grid.shape, a, dtype, scratch)
+                               for a, line in enumerate(lines)), grid.shape, dtype, with_signal=True)
 
 
 class CupyBackend(Backend):
@@ -199,6 +233,7 @@ class CupyBackend(Backend):
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         super().__init__(device=f"GPU: {name}")
+        self._scratch: dict[tuple, Any] = {}
 
     def to_host(self, array: Any) -> np.ndarray:
         return self.xp.asnumpy(array)
@@ -211,3 +246,13 @@ class CupyBackend(Backend):
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> CupyExplicitStepper:
         return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis)
+
+    def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> CupyLineSolver:
+        return CupyLineSolver(species, grid, tau, dtype)
+
+    def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> CupyTransportSolver:
+        """The c' scratch of the transport solves is one field per (shape, dtype), shared."""
+        key = (grid.shape, np.dtype(dtype).str)
+        if key not in self._scratch:
+            self._scratch[key] = self.xp.empty(grid.shape, dtype)
+        return CupyTransportSolver(species, grid, tau, dtype, self._scratch[key])

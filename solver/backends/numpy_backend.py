@@ -3,6 +3,7 @@
 Public API:
     NumpyBackend
     NumpyExplicitStepper(model, grid, dtype)
+    NumpyImplicitSolver(lines, with_signal)   the implicit solves of solver/backends/lines.py
 
 Same discretisation, term by term and in the same order of operations, as the
 CUDA kernel generated in solver/backends/cuda_codegen.py, so the two agree to
@@ -21,8 +22,9 @@ import numpy as np
 import sympy as sp
 
 from solver.backends.base import Backend
+from solver.backends.lines import diffusion_lines, transport_lines
 from solver.grid import Grid
-from solver.model import COORDS, TIME, Model
+from solver.model import Model, Species
 
 _CENTRE = (slice(1, -1),) * 3
 
@@ -56,22 +58,14 @@ class NumpyExplicitStepper:
         self.explicit_chemotaxis = [
             s.chemotaxis is not None and i not in implicit_chemotaxis for i, s in enumerate(model.species)
         ]
-        need = [d or c for d, c in zip(self.explicit_diffusion, self.explicit_chemotaxis)]
-        for i, s in enumerate(model.species):
-            if self.explicit_chemotaxis[i]:
-                need[s.chemotaxis.signal] = True
+        need = model.neighbour_species(implicit_diffusion, implicit_chemotaxis)
         padded_shape = tuple(n + 2 for n in grid.shape)
         self.padded = {i: np.empty(padded_shape, dtype=self.dtype) for i, n in enumerate(need) if n}
         cast = self.dtype.type
         self.inv_h = [cast(1.0 / h) for h in grid.spacing]
         self.inv_h2 = [cast(1.0 / (h * h)) for h in grid.spacing]
-        # Cell centres computed in `dtype` as the kernel does: ((real)i + 0.5) * h.
-        self.coords = [
-            ((np.arange(n, dtype=self.dtype) + cast(0.5)) * cast(h)).reshape([n if a == b else 1 for b in range(3)])
-            for a, (n, h) in enumerate(zip(grid.shape, grid.spacing))
-        ]
-        self.args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
-        self.args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
+        self.coords = [grid.centres(a, self.dtype) for a in range(3)]  # in dtype, as the kernel
+        self.args = model.arguments()
         n = len(model.species)
         sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * n
         self.has_sink = [e != 0 for e in sinks]
@@ -183,11 +177,9 @@ class NumpyExplicitStepper:
     def chemotaxis(self, s: int, c: np.ndarray, padded: dict[int, np.ndarray]) -> np.ndarray:
         """-div(chi u grad signal) with first-order upwind fluxes.
 
-        Zero advective flux through no-flux faces, and through permeable ones: a permeable
-        face prescribes the whole flux through it, P (g - u_face), which the diffusion
-        ghost already delivers; chemotactic migration across the wall would come on top
-        of that and break the prescribed flux (cells entering from the blood are a source
-        term, not a boundary flux).
+        Zero advective flux through the faces that stop advection (FaceBC.stops_advection:
+        no-flux, and permeable, whose prescribed flux P (g - u_face) the diffusion ghost
+        already delivers).
         """
         species = self.model.species[s]
         cast = self.dtype.type
@@ -202,13 +194,32 @@ class NumpyExplicitStepper:
             vm = chi * ((sc - ps[_shifted(a, -1)]) * inv_h)
             fp = np.where(vp > zero, vp * c, vp * pu[_shifted(a, 1)])
             fm = np.where(vm > zero, vm * pu[_shifted(a, -1)], vm * c)
-            if species.boundary.face(a, 1).kind in ("no-flux", "permeable"):
+            if species.boundary.face(a, 1).stops_advection:
                 fp[tuple(-1 if b == a else slice(None) for b in range(3))] = zero
-            if species.boundary.face(a, 0).kind in ("no-flux", "permeable"):
+            if species.boundary.face(a, 0).stops_advection:
                 fm[tuple(0 if b == a else slice(None) for b in range(3))] = zero
             term = (fp - fm) * inv_h
             div = term if div is None else div + term
         return -div
+
+
+class NumpyImplicitSolver:
+    """Line solves of one species along axes in turn, kept in float64 from one axis to the
+    next and written back into the field once (solver/backends/lines.py does the algebra)."""
+
+    def __init__(self, lines: tuple, with_signal: bool) -> None:
+        self.lines = lines
+        self.with_signal = with_signal
+
+    def solve(self, field: np.ndarray, axes: tuple[int, ...], crank_nicolson: bool = False,
+              signal: np.ndarray | None = None) -> None:
+        work = field
+        for a in axes:
+            line = self.lines[a]
+            solved = line.solve(work, signal, a) if self.with_signal else line.solve(work, a)
+            # Crank-Nicolson: (I - A/2)^-1 (I + A/2) u = 2 (I - A/2)^-1 u - u
+            work = 2.0 * solved - work if crank_nicolson else solved
+        field[...] = work
 
 
 @lru_cache(maxsize=1)
@@ -238,3 +249,9 @@ class NumpyBackend(Backend):
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
     ) -> NumpyExplicitStepper:
         return NumpyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis)
+
+    def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> NumpyImplicitSolver:
+        return NumpyImplicitSolver(diffusion_lines(species, grid, tau), with_signal=False)
+
+    def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> NumpyImplicitSolver:
+        return NumpyImplicitSolver(transport_lines(species, grid, tau), with_signal=True)

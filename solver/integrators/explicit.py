@@ -1,27 +1,17 @@
-"""Explicit (forward-Euler) time stepping: the stability bound, dt, and the step loop.
+"""Explicit (forward-Euler) time stepping: one fused launch per step, landing exactly on targets.
 
 Public API:
-    StepBound                                      the bound and what sets it
-    explicit_stability_bound(model, grid, u0) -> StepBound
-    choose_dt(time_config, bound) -> float         dt: auto, or a user value checked against the bound
     FieldState                                     device buffers (u, u_new, maps), t, step, segment
     Segment                                        an interval being stepped: (t0, t_end, n, k)
-    ExplicitIntegrator(backend, model, grid, dtype, dt_max, check_every)
+    ExplicitIntegrator(backend, model, grid, dtype, dt_max, check_every, ...)
         .advance(state, t_end, systemic, after_step) -> bool
                                                    steps to t_end exactly, one fused launch per
                                                    step; False when after_step asked to stop
         .check(state) -> FieldStats                the blow-up guard
 
-The bound is the one under which forward Euler keeps every cell's update a
-non-negative combination of old values (so it is stable and preserves
-non-negativity) for the linear part of each species' operator:
-
-    dt * (2 D sum_a 1/h_a^2 + D sum_{fixed-value faces} 1/h_a^2
-          + 2 |chi| sum_a max|s_{+1} - s| / h_a^2 + max |dR_i/du_i|) <= 1
-
-evaluated on the initial fields (chemotaxis gradients and the reaction Jacobian
-are the values at t = 0; the blow-up guard every `check_every` steps catches a
-run that outgrows them).
+The step size and its bound come from solver/integrators/stability.py through the run
+plan; an interval between two targets (records, dose starts and stops) is cut into
+solver.timing.steps_between(t0, t1, dt) equal steps.
 """
 
 from __future__ import annotations
@@ -33,15 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
 from solver.backends.base import Backend, FieldStats
-from solver.config import TimeConfig
-from solver.errors import ConfigError, SimulationError
+from solver.errors import SimulationError
 from solver.grid import Grid
 from solver.integrators.second_order import HeunPatankar
-from solver.model import COORDS, TIME, Model, _without_distributions
-from solver.systemic.runtime import SystemicRuntime
+from solver.integrators.systemic import SystemicRuntime
+from solver.model import Model
+from solver.timing import steps_between
 
 log = logging.getLogger(__name__)
 
@@ -49,118 +38,6 @@ log = logging.getLogger(__name__)
 # against it (relative_change), and a step is halved at most MAX_HALVINGS times.
 CHANGE_FLOOR = 1e-3
 MAX_HALVINGS = 30
-
-
-@dataclass(frozen=True)
-class StepBound:
-    """Largest stable explicit dt, and which term of which species sets it."""
-
-    dt: float
-    limited_by: str
-
-
-def _species_rates(
-    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray, implicit_sinks: bool
-) -> list[tuple[float, str, float, float]]:
-    inv_h2 = [1.0 / h**2 for h in grid.spacing]
-    coords = grid.coordinates()
-    maps = model.static_maps(grid, np.float64)
-    values = {s.symbol: u0[i].astype(np.float64) for i, s in enumerate(model.species)}
-    values.update({sp.Symbol(m, real=True): maps[i] for i, m in enumerate(model.map_names)})
-    values.update({c: coords[str(c)] for c in COORDS})
-    values[TIME] = 0.0
-    values.update({sp.Symbol(n, real=True): float(v) for n, v in zip(model.systemic_names, systemic0)})
-    out = []
-    jacobians = model.reaction_jacobian_diagonal()
-    if implicit_sinks:  # the linear losses are implicit: only the rest of dR/du bounds dt
-        jacobians = [j + _without_distributions(r) for j, r in zip(jacobians, model.loss_rates())]
-    for i, (s, jac) in enumerate(zip(model.species, jacobians)):
-        diffusion = 0.0
-        for a in range(3):
-            # A face with ghost alpha u_edge + beta makes the edge cell's diagonal of the
-            # discrete Laplacian -(2 - alpha) D/h^2: it adds max(0, -alpha) D/h^2 to the rate
-            # (fixed value: alpha = -1, so 1). With n > 1 the two faces act on different
-            # cells, with one cell both act on it.
-            faces = [s.boundary.face(a, side) for side in (0, 1)]
-            extra = [max(0.0, -f.ghost_coefficients(s.diffusion, grid.spacing[a])[0])
-                     for f in faces if f.kind != "periodic"]
-            acts = any(f.kind in ("value", "permeable") for f in faces)
-            if grid.shape[a] > 1 or acts:  # one cell between no-flux faces: no flux along a
-                diffusion += 2.0 * s.diffusion * inv_h2[a]
-            diffusion += s.diffusion * (max(extra, default=0.0) if grid.shape[a] > 1 else sum(extra)) * inv_h2[a]
-        chemo = 0.0
-        if s.chemotaxis is not None:
-            signal = u0[s.chemotaxis.signal].astype(np.float64)
-            for a in range(3):
-                if grid.shape[a] > 1:
-                    step = float(np.max(np.abs(np.diff(signal, axis=a))))
-                    chemo += 2.0 * abs(s.chemotaxis.sensitivity) * step * inv_h2[a]
-        reaction = 0.0
-        if jac != 0:
-            syms = sorted(jac.free_symbols, key=str)
-            val = sp.lambdify(syms, jac, modules="numpy")(*(values[x] for x in syms))
-            reaction = float(np.max(np.abs(np.asarray(val, dtype=np.float64))))
-        parts = {
-            f"diffusion of {s.name} (D={s.diffusion:g}, h={_fmt_h(grid)})": diffusion,
-            f"chemotaxis of {s.name} up {model.species[s.chemotaxis.signal].name}" if s.chemotaxis else "": chemo,
-            f"reaction of {s.name} (|dR/d{s.name}| up to {reaction:.3g} at t=0)": reaction,
-        }
-        main = max(parts, key=parts.get)
-        out.append((diffusion + chemo + reaction, main, diffusion, chemo))
-    return out
-
-
-def _fmt_h(grid: Grid) -> str:
-    h = grid.spacing
-    return f"{h[0]:g}" if h[0] == h[1] == h[2] else "(" + ", ".join(f"{v:g}" for v in h) + ")"
-
-
-def species_rates(
-    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
-    implicit_sinks: bool = False,
-) -> list[tuple[float, str, float, float]]:
-    """Per species: (rate that bounds an explicit dt, what dominates it, its diffusion part,
-    its chemotaxis part)."""
-    if systemic0 is None:
-        systemic0 = np.zeros(len(model.systemic_names))
-    return _species_rates(model, grid, u0, systemic0, implicit_sinks)
-
-
-def explicit_stability_bound(
-    model: Model, grid: Grid, u0: np.ndarray, systemic0: np.ndarray | None = None,
-    implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(),
-    implicit_chemotaxis: frozenset[int] = frozenset(),
-) -> StepBound:
-    """The largest forward-Euler dt for this model, grid and initial state (see module doc).
-
-    `systemic0`: the systemic scalars at t = 0, in model.systemic_names order.
-    `implicit_diffusion`, `implicit_chemotaxis`: species whose diffusion (and chemotaxis)
-    an IMEX step solves implicitly: left out of the bound.
-    """
-    rates = []
-    for i, (total, why, diffusion, chemo) in enumerate(species_rates(model, grid, u0, systemic0, implicit_sinks)):
-        implicit = (diffusion if i in implicit_diffusion else 0.0) + (chemo if i in implicit_chemotaxis else 0.0)
-        if implicit:
-            total, why = total - implicit, f"the explicit part of {model.species[i].name}"
-        rates.append((total, why))
-    rate, why = max(rates, key=lambda r: r[0])
-    if not math.isfinite(rate):
-        raise ConfigError(f"the {why.split(' (')[0]} is not finite on the initial fields")
-    if rate <= 0:
-        return StepBound(math.inf, "nothing (no diffusion, chemotaxis or reaction rate)")
-    return StepBound(1.0 / rate, why)
-
-
-def choose_dt(time: TimeConfig, bound: StepBound) -> float:
-    """dt for the run: safety * bound when auto; a fixed dt above the bound is refused."""
-    if time.dt == "auto":
-        return time.safety * bound.dt
-    if time.dt > bound.dt * (1 + 1e-12):
-        raise ConfigError(
-            f"time.dt = {time.dt:g} is above the explicit stability bound {bound.dt:.6g} "
-            f"(set by {bound.limited_by}); use time.dt <= {bound.dt:.6g} or dt: auto"
-        )
-    return float(time.dt)
 
 
 @dataclass(frozen=True)
@@ -257,7 +134,7 @@ class ExplicitIntegrator:
             span = t_end - state.t
             if span <= 0:
                 return True
-            segment = Segment(state.t, t_end, max(1, math.ceil(span / self.dt_max * (1 - 1e-12))), 0)
+            segment = Segment(state.t, t_end, steps_between(state.t, t_end, self.dt_max), 0)
         t0, n, h = segment.t0, segment.n, segment.h
         for k in range(segment.k, n):
             t = t0 + k * h

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from solver.errors import CheckpointError, SimulationError
+from solver.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except OSError as exc:
         raise CheckpointError(
             f"cannot read checkpoint {str(path)!r}: not a readable HDF5 file "
-            f"(truncated or corrupt?): {_first_line(exc)}"
+            f"(truncated or corrupt?): {first_line(exc)}"
         ) from None
     with f:
         if f.attrs.get("format") != FORMAT:
@@ -353,7 +354,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             return _read_contents(f, path)
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} is damaged or incomplete: {_first_line(exc)}"
+                f"checkpoint {str(path)!r} is damaged or incomplete: {first_line(exc)}"
             ) from None
 
 
@@ -395,8 +396,3 @@ def _read_contents(f: Any, path: Path) -> Checkpoint:
         config_hash=str(a["config_hash"]),
         path=path,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -3,7 +3,6 @@
 Public API:
     prepare_run_folder(path, overwrite) -> Path     for a new run
     resume_run_folder(path) -> Path                 for a run resumed from a checkpoint
-    RUN_FILE: the name of the HDF5 file inside the folder
 """
 
 from __future__ import annotations
@@ -12,10 +11,7 @@ import os
 from pathlib import Path
 
 from solver.errors import CheckpointError, SimulationError
-
-RUN_FILE = "run.h5"
-# What a run writes into its folder; any of them present means the folder holds a run.
-RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml", "checkpoints")
+from solver.io.run_file import RUN_PRODUCTS
 
 
 def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:

@@ -17,7 +17,7 @@ points into the HDF5 file; it copies no data. Its shape:
           Attribute per static map, Center="Node": /maps/<name> whole
 
 Values are placed at the cell centres, as points (Center="Node"), the same convention as
-``solver.viz.run_file.to_image_data``: cell (i, j, k) of the solver is the point
+``solver.viz.image_data.to_image_data``: cell (i, j, k) of the solver is the point
 ((i + 1/2) hx, (j + 1/2) hy, (k + 1/2) hz). The outermost half cell of the domain is
 therefore outside the drawn box.
 
@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from solver.errors import RunFileError
+from solver.io.run_file import RunLayout, read_layout
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = ["RunFileError", "write_xdmf"]
 
@@ -76,7 +77,7 @@ def write_xdmf(
     if hasattr(h5_path, "attrs") and hasattr(h5_path, "filename"):
         open_file: Any = h5_path
         h5_path = Path(open_file.filename)
-        layout = _layout_from(open_file, h5_path)
+        layout = read_layout(open_file, h5_path)
     else:
         h5_path = Path(h5_path)
         layout = _read_layout(h5_path)
@@ -86,18 +87,13 @@ def write_xdmf(
     ET.indent(root, space="  ")
     text = '<?xml version="1.0" ?>\n' + ET.tostring(root, encoding="unicode") + "\n"
     _write_atomically(out, text)
-    logger.info(
-        "wrote XDMF sidecar %s (%d snapshots, %d fields, %d maps)",
-        out,
-        len(layout["times"]),
-        len(layout["fields"]),
-        len(layout["maps"]),
-    )
+    log.info("wrote XDMF sidecar %s (%d snapshots, %d fields, %d maps)", out, len(layout.times),
+             len(layout.fields), len(layout.maps))
     return out
 
 
-def _read_layout(h5_path: Path) -> dict[str, Any]:
-    """Read shapes, dtypes, times and spacing from a run file, checking it is consistent."""
+def _read_layout(h5_path: Path) -> RunLayout:
+    """The layout of a run file on disk (solver/io/run_file.py reads it)."""
     import h5py
 
     if not h5_path.is_file():
@@ -107,90 +103,7 @@ def _read_layout(h5_path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise RunFileError(f"cannot open {h5_path} as HDF5: {exc}") from exc
     with fh:
-        return _layout_from(fh, h5_path)
-
-
-def _layout_from(fh: Any, h5_path: Path) -> dict[str, Any]:
-    """Shapes, dtypes, times and spacing from an open run file, checked for consistency."""
-    import h5py
-
-    if "fields" not in fh or "time" not in fh["fields"]:
-        raise RunFileError(f"{h5_path} has no /fields/time: not a tumorsim run file")
-    times = np.asarray(fh["fields/time"][...], dtype=np.float64).reshape(-1)
-    n = times.size
-    fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    for name, ds in fh["fields"].items():
-        if name == "time" or not isinstance(ds, h5py.Dataset):
-            continue
-        if ds.ndim != 4 or ds.shape[0] < n:
-            raise RunFileError(
-                f"{h5_path}: /fields/{name} has shape {ds.shape}, expected ({n}, nx, ny, nz)"
-            )
-        fields[name] = (tuple(int(s) for s in ds.shape), ds.dtype)
-    maps: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    if "maps" in fh:
-        for name, ds in fh["maps"].items():
-            if isinstance(ds, h5py.Dataset):
-                maps[name] = (tuple(int(s) for s in ds.shape), ds.dtype)
-    grid_shape = _grid_shape(fh, fields, h5_path)
-    spacing = _grid_spacing(fh, h5_path)
-    run_name = _text_attr(fh.attrs.get("name")) or h5_path.stem
-    for name, (shape, _) in fields.items():
-        if shape[1:] != grid_shape:
-            raise RunFileError(
-                f"{h5_path}: /fields/{name} grid {shape[1:]} differs from grid_shape {grid_shape}"
-            )
-    for name in list(maps):
-        shape = maps[name][0]
-        if shape != grid_shape:
-            logger.warning(
-                "%s: skipping /maps/%s of shape %s (grid is %s)", h5_path, name, shape, grid_shape
-            )
-            del maps[name]
-    return {
-        "times": times,
-        "fields": fields,
-        "maps": maps,
-        "grid_shape": grid_shape,
-        "spacing": spacing,
-        "name": run_name,
-    }
-
-
-def _text_attr(value: Any) -> str:
-    """An HDF5 string attribute as ``str`` (h5py may hand back bytes or a NumPy scalar)."""
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def _grid_shape(
-    fh: Any, fields: dict[str, tuple[tuple[int, ...], np.dtype]], h5_path: Path
-) -> tuple[int, int, int]:
-    """The grid shape from the ``grid_shape`` attribute, else from the first field."""
-    if "grid_shape" in fh.attrs:
-        shape = tuple(int(s) for s in np.asarray(fh.attrs["grid_shape"]).reshape(-1))
-    elif fields:
-        shape = next(iter(fields.values()))[0][1:]
-    else:
-        raise RunFileError(f"{h5_path} has neither a grid_shape attribute nor any field")
-    if len(shape) != 3:
-        raise RunFileError(f"{h5_path}: grid_shape {shape} is not three numbers")
-    return shape  # type: ignore[return-value]
-
-
-def _grid_spacing(fh: Any, h5_path: Path) -> tuple[float, float, float]:
-    """The cell sizes (hx, hy, hz) from the ``grid_spacing`` attribute (one number means cubic)."""
-    if "grid_spacing" not in fh.attrs:
-        raise RunFileError(f"{h5_path} has no grid_spacing attribute")
-    h = np.asarray(fh.attrs["grid_spacing"], dtype=np.float64).reshape(-1)
-    if h.size == 1:
-        h = np.repeat(h, 3)
-    if h.size != 3 or not np.all(h > 0):
-        raise RunFileError(f"{h5_path}: grid_spacing {h.tolist()} is not three positive numbers")
-    return (float(h[0]), float(h[1]), float(h[2]))
+        return read_layout(fh, h5_path)
 
 
 def _number_type(dtype: np.dtype) -> tuple[str, int] | None:
@@ -214,17 +127,17 @@ def _floats(values: tuple[float, ...] | list[float]) -> str:
     return " ".join(repr(float(v)) for v in values)
 
 
-def _build_tree(layout: dict[str, Any], h5_ref: str) -> ET.Element:
+def _build_tree(layout: RunLayout, h5_ref: str) -> ET.Element:
     """The XDMF element tree: a temporal collection of one uniform grid per snapshot."""
     root = ET.Element("Xdmf", Version=XDMF_VERSION)
     domain = ET.SubElement(root, "Domain")
     series = ET.SubElement(
-        domain, "Grid", Name=layout["name"], GridType="Collection", CollectionType="Temporal"
+        domain, "Grid", Name=layout.name, GridType="Collection", CollectionType="Temporal"
     )
-    grid_shape: tuple[int, int, int] = layout["grid_shape"]
-    spacing: tuple[float, float, float] = layout["spacing"]
+    grid_shape: tuple[int, int, int] = layout.grid_shape
+    spacing: tuple[float, float, float] = layout.spacing
     origin = tuple(h / 2.0 for h in spacing)
-    for index, t in enumerate(layout["times"]):
+    for index, t in enumerate(layout.times):
         grid = ET.SubElement(series, "Grid", Name=f"snapshot_{index:05d}", GridType="Uniform")
         ET.SubElement(grid, "Time", Value=repr(float(t)))
         ET.SubElement(grid, "Topology", TopologyType="3DCoRectMesh", Dimensions=_dims(grid_shape))
@@ -239,9 +152,9 @@ def _build_tree(layout: dict[str, Any], h5_ref: str) -> ET.Element:
                 Format="XML",
             )
             item.text = _floats(values)
-        for name, (shape, dtype) in layout["fields"].items():
+        for name, (shape, dtype) in layout.fields.items():
             _add_snapshot_attribute(grid, name, shape, dtype, index, h5_ref)
-        for name, (shape, dtype) in layout["maps"].items():
+        for name, (shape, dtype) in layout.maps.items():
             _add_map_attribute(grid, name, shape, dtype, h5_ref)
     return root
 
@@ -252,7 +165,7 @@ def _add_snapshot_attribute(
     """An Attribute reading snapshot ``index`` of ``/fields/<name>`` through a HyperSlab."""
     number = _number_type(dtype)
     if number is None:
-        logger.warning("XDMF cannot describe /fields/%s of dtype %s; left out", name, dtype)
+        log.warning("XDMF cannot describe /fields/%s of dtype %s; left out", name, dtype)
         return
     grid_shape = shape[1:]
     attribute = ET.SubElement(grid, "Attribute", Name=name, AttributeType="Scalar", Center="Node")
@@ -281,7 +194,7 @@ def _add_map_attribute(
     """An Attribute reading the static map ``/maps/<name>`` whole."""
     number = _number_type(dtype)
     if number is None:
-        logger.warning("XDMF cannot describe /maps/%s of dtype %s; left out", name, dtype)
+        log.warning("XDMF cannot describe /maps/%s of dtype %s; left out", name, dtype)
         return
     attribute = ET.SubElement(grid, "Attribute", Name=name, AttributeType="Scalar", Center="Node")
     item = ET.SubElement(

@@ -1,5 +1,7 @@
 """Systemic compartment: dosing schedules and plasma pharmacokinetics (host side, NumPy).
 
+The systemic state of a run is stepped by solver/integrators/systemic.py.
+
 Public API:
     DoseSpec(agent, kind, dose, dose_rate, duration, start, every, count)   (schedule)
     DoseKind                    "bolus" | "infusion"                       (schedule)

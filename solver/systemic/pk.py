@@ -42,7 +42,7 @@ import numpy as np
 from solver.errors import ConfigError
 from solver.systemic.schedule import Schedule
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class PKModel(str, Enum):

@@ -14,7 +14,7 @@ those times, so the plasma ODEs see a constant infusion rate on every step.
 Conventions:
     * An infusion is on over the half-open interval [start, stop): at `stop` the rate
       is already off, at `start` it is already on.
-    * Times closer than 1e-12 * max(1, |t|) are one time: all the times of a schedule
+    * Times closer than solver.timing.time_tolerance(t) are one time: all the times of a schedule
       are merged to a single representative before use, so that an infusion stopping
       at (k + 1) * every and the next starting at start + (k + 1) * every are exactly
       back to back, with no zero-length step or double rate between them.
@@ -33,16 +33,9 @@ from enum import Enum
 from typing import NamedTuple
 
 from solver.errors import ConfigError
+from solver.timing import time_tolerance
 
-logger = logging.getLogger(__name__)
-
-#: Relative tolerance under which two times are the same time.
-TIME_RTOL = 1e-12
-
-
-def time_tolerance(t: float) -> float:
-    """Absolute tolerance for comparing times near `t`: 1e-12 * max(1, |t|)."""
-    return TIME_RTOL * max(1.0, abs(t))
+log = logging.getLogger(__name__)
 
 
 class DoseKind(str, Enum):
@@ -304,7 +297,7 @@ def expand_schedule(
         boluses={a: tuple(sorted(bs)) for a, bs in boluses.items()},
         infusions={a: tuple(inf for _, inf in es) for a, es in infusions.items()},
     )
-    logger.debug(
+    log.debug(
         "expanded %d treatment entries into %d boluses and %d infusions on [%g, %g)",
         len(specs),
         len(raw_boluses),

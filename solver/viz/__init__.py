@@ -2,12 +2,13 @@
 
 Public API (imported lazily: ``import solver.viz`` needs neither PyVista nor matplotlib):
 
-Run files (``solver.viz.run_file``; NumPy and h5py only):
+Run files (read by ``solver.io.run_file``; NumPy and h5py only):
     load_run(path) -> RunData                     metadata, time series; snapshots on demand
     RunData.field(name, index) -> ndarray         one snapshot (nx, ny, nz), or a static map
     RunData.time_index(time) -> int               "last" | "first" | a time (nearest snapshot)
     RunData.series_time, RunData.series           time series as arrays, by name
     to_image_data(run, time, fields) -> pyvista.ImageData   point data at cell centres
+                                                  (``solver.viz.image_data``)
 
 3D scenes (``solver.viz.scene``; PyVista, off-screen through EGL or OSMesa without X):
     view(run, field=, time=, screenshot=, ...) -> Path | None   window, or PNG when headless
@@ -58,10 +59,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "RunData": "solver.viz.run_file",
-    "RunFileError": "solver.viz.run_file",
-    "load_run": "solver.viz.run_file",
-    "to_image_data": "solver.viz.run_file",
+    "RunData": "solver.io.run_file",
+    "RunFileError": "solver.io.run_file",
+    "load_run": "solver.io.run_file",
+    "to_image_data": "solver.viz.image_data",
     "animate": "solver.viz.scene",
     "build_scene": "solver.viz.scene",
     "configure_rendering": "solver.viz.scene",

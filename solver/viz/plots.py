@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from solver.io.run_file import RunData, RunFileError, load_run
+from solver.text import display_unit
 from solver.viz import VizError, import_optional
-from solver.viz.run_file import RunData, RunFileError, display_unit, load_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = ["compare_runs", "default_series", "plot_timeseries", "timeseries_figure"]
 
@@ -108,7 +109,7 @@ def timeseries_figure(
     for ax, name in zip(axes, names):
         for run, label, colour in zip(runs, run_labels, colours):
             if name not in run.series:
-                logger.warning("%s has no series %r; left out of that panel", run.name, name)
+                log.warning("%s has no series %r; left out of that panel", run.name, name)
                 continue
             (line,) = ax.plot(run.series_time, run.series[name], color=colour, lw=1.5, label=label)
             line.set_gid(f"series:{name}:{label}")
@@ -203,7 +204,7 @@ def _save(fig: Figure, out: str | os.PathLike[str], dpi: int) -> Path:
         raise VizError(f"figure must end in {', '.join(FIGURE_SUFFIXES)}, not {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
-    logger.info("wrote %s", out)
+    log.info("wrote %s", out)
     return out
 
 
@@ -264,7 +265,7 @@ def _set_yscale(ax: object, values: list[np.ndarray], logy: bool | None) -> None
         )
     if logy:
         if positive.size == 0:
-            logger.warning("no positive values for a log axis; keeping it linear")
+            log.warning("no positive values for a log axis; keeping it linear")
             return
         ax.set_yscale("log")  # type: ignore[attr-defined]
 
@@ -312,6 +313,6 @@ def _add_legends(axes: Sequence[object], runs: Sequence[RunData]) -> None:
 def _time_label(runs: Sequence[RunData]) -> str:
     units = {run.time_unit for run in runs}
     if len(units) > 1:
-        logger.warning("runs use different time units %s; the axis shows the first", sorted(units))
+        log.warning("runs use different time units %s; the axis shows the first", sorted(units))
     unit = display_unit(runs[0].time_unit)
     return f"time [{unit}]" if unit else "time"

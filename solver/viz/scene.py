@@ -40,13 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from solver.io.run_file import RunData, RunFileError, TimeSpec, load_run
 from solver.viz import VizError, import_optional
-from solver.viz.run_file import RunData, RunFileError, TimeSpec, load_run, to_image_data
+from solver.viz.image_data import to_image_data
 
 if TYPE_CHECKING:
     import pyvista
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SceneOptions",
@@ -140,13 +141,13 @@ def configure_rendering(off_screen: bool | None = None) -> str:
     if not has_display():
         if _egl_available():
             os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = "vtkEGLRenderWindow"
-            logger.debug("no display: rendering off-screen through EGL")
+            log.debug("no display: rendering off-screen through EGL")
             return "egl"
         if ctypes.util.find_library("OSMesa"):
             os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = "vtkOSOpenGLRenderWindow"
-            logger.debug("no display: rendering off-screen through OSMesa")
+            log.debug("no display: rendering off-screen through OSMesa")
             return "osmesa"
-        logger.warning(
+        log.warning(
             "no display and neither EGL nor OSMesa found; install Debian libegl1 libegl-mesa0 "
             "libgl1-mesa-dri (or libosmesa6)"
         )
@@ -282,7 +283,7 @@ def build_scene(
                 **colour,
             )
         else:
-            logger.info(
+            log.info(
                 "snapshot %d: no tumour boundary (%s never reaches %g)",
                 index,
                 opts.tumour_field,
@@ -331,7 +332,7 @@ def _add_vessels(plotter: Any, grid: Any, name: str) -> None:
     values = np.asarray(grid.point_data[name])
     low, high = _finite_range(values)
     if not high > low:
-        logger.info("vessel map %s is uniform (%g); not drawn", name, high)
+        log.info("vessel map %s is uniform (%g); not drawn", name, high)
         return
     surface = grid.contour([low + 0.5 * (high - low)], scalars=name, method="contour")
     if surface.n_points:
@@ -426,7 +427,7 @@ def _render_png(run: RunData, opts: SceneOptions, index: int, out: Path) -> Path
         plotter.screenshot(str(out), window_size=list(opts.window_size))
     finally:
         plotter.close()
-    logger.info("wrote %s (snapshot %d, t = %g)", out, index, run.times[index])
+    log.info("wrote %s (snapshot %d, t = %g)", out, index, run.times[index])
     return out
 
 
@@ -465,7 +466,7 @@ def view(
     if mode != "display":
         out = Path(screenshot) if screenshot is not None else _default_png(data, opts, index)
         if screenshot is None:
-            logger.warning("no display: writing the scene to %s instead of a window", out)
+            log.warning("no display: writing the scene to %s instead of a window", out)
         return _render_png(data, opts, index, out)
     pyvista = import_optional("pyvista", "3D pictures")
     plotter = pyvista.Plotter(
@@ -555,8 +556,8 @@ def animate(
         for index in range(data.n_snapshots):
             build_scene(data, index, opts, plotter, reset_camera=index == 0)
             plotter.write_frame()
-            logger.debug("frame %d/%d", index + 1, data.n_snapshots)
+            log.debug("frame %d/%d", index + 1, data.n_snapshots)
     finally:
         plotter.close()
-    logger.info("wrote %s (%d frames of %s)", out, data.n_snapshots, opts.field)
+    log.info("wrote %s (%d frames of %s)", out, data.n_snapshots, opts.field)
     return out

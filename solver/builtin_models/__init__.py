@@ -1,14 +1,15 @@
 """Models shipped with tumorsim, written as data (one YAML file per model).
 
 Public API:
-    builtin_model(name, variant=None) -> dict   the model section, variant applied
+    builtin_model(name, variant=None) -> dict     the model section, variant applied
     builtin_model_names() -> list[str]
+    with_builtin_model(data, source) -> dict      a config mapping with `model: NAME` expanded
 
 A model file holds `description`, `source` (the citation), `model` (a config `model:`
 section, with every default commented with its source), and optionally `variants`
 (named parameter sets, e.g. patient9 / patient10) with `default_variant`, and
 `extends: OTHER` to start from another built-in model (its model section, variants and
-default variant), changing it key by key.
+default variant), changing it key by key. docs/model.md documents the shipped models.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from solver.errors import ConfigError
+from solver.yaml_loader import deep_merge, load_yaml
 
 _DIR = Path(__file__).resolve().parent
 
@@ -27,8 +29,6 @@ def builtin_model_names() -> list[str]:
 
 def _model_file(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A model file with its `extends` chain resolved (model sections merged key by key)."""
-    from solver.config import deep_merge, load_yaml
-
     path = _DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"builtin: no built-in model {name!r}; built-in models: {', '.join(builtin_model_names())}")
@@ -65,3 +65,19 @@ def builtin_model(name: str, variant: str | None = None) -> dict[str, Any]:
     model["builtin"] = name
     model["variant"] = chosen
     return model
+
+
+def with_builtin_model(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Expand `model: NAME` / `model: {builtin: NAME, variant: V, ...}` into the full model;
+    every key given beside `builtin` overrides the built-in one, key by key."""
+    model = data.get("model")
+    if isinstance(model, str):
+        model = {"builtin": model}
+    if not isinstance(model, dict) or model.get("builtin") is None:
+        return data
+    try:
+        base = builtin_model(str(model["builtin"]), model.get("variant"))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: model.{exc}") from None
+    overrides = {k: v for k, v in model.items() if k not in ("builtin", "variant")}
+    return {**data, "model": deep_merge(base, overrides)}

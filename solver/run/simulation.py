@@ -1,26 +1,24 @@
-"""A run from config to files: config -> model -> backend -> integrator -> writer.
+"""A run from config to files: config -> model -> static fields -> plan -> backend ->
+integrator -> writer.
 
 Public API:
     Simulation(config, out_dir=None, overwrite=False)
-        .plan            dt, its bound and what sets it, step count, output times
-        .memory          MemoryEstimate for the CPU backend (.memory_for(backend) for another)
-        .start(backend, checkpoint=None) -> RunningState   fields on the device + systemic runtime
+        .model, .grid, .dtype, .static (maps and initial fields, built once), .plan
+        .memory                       MemoryEstimate for the CPU backend (.memory_for(backend))
+        .start(backend, checkpoint=None) -> RunningState   fields on the device + systemic state
         .advance(state, t_end, after_step=None) -> bool    steps, landing on every dose start/stop
-        .evolve(t_end) -> np.ndarray         in memory, no files
+        .evolve(t_end) -> np.ndarray  in memory, no files
         .run(resume=None, stop=None, on_step=None) -> RunSummary
-                                             the whole run with its files and checkpoints
-        .check_device_memory(backend)        refuses a grid that does not fit, before allocating
-        .output_bytes() -> int               expected size of the run's files
-        .seconds_per_step(backend) -> float | None   measured on a few steps (CPU only)
-    RunSummary           where the files are, and what happened
-    MemoryEstimate, estimate_memory(...), available_host_memory()
-    StopRequest, stop_on_signals(stop)   SIGINT/SIGTERM: stop after the current step
-    output_times(end, every) -> list[float]
+                                      the whole run with its files and checkpoints
+        .check_device_memory(backend) refuses a grid that does not fit, before allocating
+        .output_bytes() -> dict       expected size of the run's files
+        .seconds_per_step(backend)    measured on a few steps (CPU only)
+    RunSummary, RunningState
 
 Checkpoints (solver/io/checkpoint.py) are written at time-series or snapshot records
 (so that the steps of a resumed run are those of an uninterrupted one: each interval
-between records and dose events is split into ceil(span / dt) equal steps), and,
-when a stop is requested, after the current step (the interval in progress is saved
+between records and dose events is split into solver.timing.steps_between equal steps),
+and, when a stop is requested, after the current step (the interval in progress is saved
 with them). A resumed run continues run.h5 from the checkpoint's record counts.
 """
 
@@ -28,10 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import signal
-import threading
 import time as wallclock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,18 +41,11 @@ from solver.backends.registry import get_backend
 from solver.config import CheckpointConfig, RunConfig
 from solver.diagnostics import DiagnosticsEvaluator
 from solver.errors import CheckpointError, RunInterrupted, SimulationError
+from solver.fields.static import StaticFields, build_static_fields
 from solver.grid import Grid
-from solver.integrators.explicit import (
-    ExplicitIntegrator,
-    FieldState,
-    Segment,
-    StepBound,
-    choose_dt,
-    explicit_stability_bound,
-    species_rates,
-)
-from solver.integrators.imex import IMPLICIT_RATIO, ImexIntegrator, choose_implicit_species
-from solver.integrators.transport_solvers import chemotaxis_can_be_implicit
+from solver.integrators import make_integrator
+from solver.integrators.explicit import ExplicitIntegrator, FieldState, Segment
+from solver.integrators.systemic import SystemicRuntime
 from solver.io.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -72,43 +59,22 @@ from solver.io.checkpoint import (
     remove_partial_writes,
     write_checkpoint,
 )
-from solver.io.hdf5_writer import RunWriter
-from solver.io.run_folder import RUN_FILE, prepare_run_folder, resume_run_folder
+from solver.io.run_file import RUN_FILE, RunWriter
+from solver.io.run_folder import prepare_run_folder, resume_run_folder
+from solver.io.xdmf import write_xdmf
 from solver.model import build_model
-from solver.systemic.runtime import SystemicRuntime
+from solver.run.plan import RunPlan, log_choice, make_plan
+from solver.run.resources import (
+    MemoryEstimate,
+    available_host_memory,
+    check_fits,
+    estimate_memory,
+    free_device_memory,
+)
+from solver.run.signals import StopRequest, signal_name
+from solver.timing import contains_time, merge_times, periods_passed
 
 log = logging.getLogger(__name__)
-
-# (linear sinks implicit, implicit diffusion, implicit chemotaxis, dt bound) of an integrator
-Candidate = tuple[bool, frozenset[int], frozenset[int], StepBound]
-
-
-def output_times(end: float, every: float) -> list[float]:
-    """0, every, 2 every, ... up to end, and end itself; each computed as k * every (no drift)."""
-    n = math.floor(end / every * (1 + 1e-12))
-    times = [k * every for k in range(n + 1)]
-    if abs(end - times[-1]) <= 1e-12 * max(1.0, end):
-        times[-1] = end
-    else:
-        times.append(end)
-    return times
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What a run will do, known before it starts."""
-
-    dt: float
-    dt_bound: float
-    limited_by: str
-    snapshot_times: tuple[float, ...]
-    series_times: tuple[float, ...]
-    estimated_steps: int
-
-    @property
-    def events(self) -> list[float]:
-        """Every record time (series and snapshots) in order: the loop of Simulation.run."""
-        return _merge(list(self.series_times), list(self.snapshot_times))
 
 
 @dataclass
@@ -130,177 +96,6 @@ class RunSummary:
     resumed_from: Path | None = None  # the checkpoint this run continued
     steps_this_session: int = 0  # steps taken by this process (all of them unless resumed)
     last_checkpoint: Path | None = None
-
-
-# ------------------------------------------------------------------------------- memory
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes a run needs, estimated from the grid, species, maps and precision.
-
-    On the device: the fields double-buffered (u, u_new), the static maps, and scratch
-    (NumPy: each species copied with one ghost layer, plus the temporaries of the
-    reaction and stencil expressions; CuPy: one fused kernel, so only the diagnostics'
-    float64 temporaries). On the host: the initial fields and maps the Simulation keeps,
-    the float64 copies the stability bound is evaluated on (freed before stepping), and
-    one copy of the fields for each snapshot or checkpoint written.
-    """
-
-    fields: int
-    maps: int
-    scratch: int
-    setup: int  # host, while the Simulation is built (before any backend is chosen)
-    host_output: int  # host copy of the fields for a snapshot or checkpoint
-
-    @property
-    def device(self) -> int:
-        return self.fields + self.maps + self.scratch
-
-
-def estimate_memory(
-    n_species: int, n_maps: int, shape: tuple[int, int, int], dtype: np.dtype, backend: str = "numpy",
-    stepping_sets: int = 0,
-) -> MemoryEstimate:
-    """MemoryEstimate for a grid of `shape` cells (see MemoryEstimate); `backend` numpy or cupy.
-
-    `stepping_sets`: extra arrays of all species the time stepping needs (second-order
-    stages, step-size control temporaries; Simulation.memory_for counts them).
-    """
-    cells = math.prod(shape)
-    padded = math.prod(n + 2 for n in shape)
-    size = np.dtype(dtype).itemsize
-    fields = 2 * n_species * cells * size
-    maps = max(n_maps, 1) * cells * size
-    diagnostics = 3 * cells * 8
-    stepping = stepping_sets * n_species * cells * size
-    if backend == "cupy":
-        scratch = diagnostics + stepping
-    else:
-        scratch = n_species * padded * size + (2 * n_species + 8) * cells * size + diagnostics + stepping
-    # Setup, measured with tracemalloc on the de Pillis model (6 species, 1 map): about 200
-    # bytes per cell in float32; this errs on the safe side by about a quarter.
-    kept = (n_species + n_maps) * cells * size
-    bound = (2 * n_species + 2 * n_maps + 14) * cells * 8
-    return MemoryEstimate(fields, maps, scratch, kept + bound, n_species * cells * size)
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def available_host_memory() -> int | None:
-    """Bytes of RAM this process can still use: MemAvailable, capped by a cgroup limit.
-
-    None when the system does not say (the memory check is then skipped).
-    """
-    candidates: list[int] = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError):
-        pass
-    if not candidates:
-        try:
-            candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            pass
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < 1 << 60:
-            candidates.append(max(limit - usage, 0))
-    return min(candidates) if candidates else None
-
-
-def format_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-# ------------------------------------------------------------------------------ signals
-
-
-class StopRequest:
-    """A request to stop after the current step, set by a signal handler or by the caller.
-
-    Simulation.run checks it after every step; when set, it writes a checkpoint and
-    raises RunInterrupted with the signal number (0 when requested by a caller).
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def request(self, signum: int = 0) -> None:
-        if self.signum is None:
-            self.signum = signum
-
-    def __bool__(self) -> bool:
-        return self.signum is not None
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return "a stop request" if signum == 0 else f"signal {signum}"
-
-
-@contextmanager
-def stop_on_signals(
-    stop: StopRequest, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
-) -> Iterator[StopRequest]:
-    """While inside: the first SIGINT/SIGTERM sets `stop` (the run finishes its step and
-    writes a checkpoint); a second one aborts at once with RunInterrupted (no new
-    checkpoint). Outside the main thread (where Python cannot catch signals) this does
-    nothing. The previous handlers are restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if stop:
-            raise RunInterrupted(
-                f"aborted by a second {signal_name(signum)}: no checkpoint written for this point",
-                signum,
-            )
-        stop.request(signum)
-
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield stop
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
-# --------------------------------------------------------------------------- the run
-
-
-def _merge(a: list[float], b: list[float]) -> list[float]:
-    out: list[float] = []
-    for t in sorted(a + b):
-        if not out or t - out[-1] > 1e-12 * max(1.0, abs(t)):
-            out.append(t)
-    return out
-
-
-def _contains(times: list[float], t: float) -> bool:
-    return any(abs(t - s) <= 1e-12 * max(1.0, abs(t)) for s in times)
 
 
 @dataclass
@@ -333,7 +128,7 @@ class _CheckpointClock:
         if c.every_steps is not None and step - self.step >= c.every_steps:
             return True
         if c.every_time is not None:
-            crossed = math.floor(t / c.every_time * (1 + 1e-12)) > math.floor(self.t / c.every_time * (1 + 1e-12))
+            crossed = periods_passed(t, c.every_time) > periods_passed(self.t, c.every_time)
             if crossed:
                 return True
         return c.every_seconds is not None and wallclock.monotonic() - self.wall >= c.every_seconds
@@ -341,6 +136,9 @@ class _CheckpointClock:
 
 class Simulation:
     """Builds everything a run needs from a validated config; `run()` does the stepping.
+
+    The static fields (maps and initial values) are built once here and handed to the
+    plan, the integrator, the checkpoints and the writer.
 
     Raises (on construction):
         ConfigError: the model or the time step is invalid.
@@ -358,27 +156,28 @@ class Simulation:
         self.memory = estimate_memory(len(self.model.species), len(self.model.maps), self.grid.shape, self.dtype)
         self._check_memory(self.memory.setup, available_host_memory(), "RAM available on the host",
                            "to set it up (initial fields, maps, the stability bound)")
-        self.u0 = self.model.initial_fields(self.grid, self.dtype)
-        self.maps = self.model.static_maps(self.grid, self.dtype)
-        self.plan = self._plan()  # also sets integrator_name, implicit_sinks, implicit_diffusion
+        self.static: StaticFields = build_static_fields(self.model, self.grid, self.dtype)
+        self.maps = self.static.maps.astype(self.dtype)  # as the device holds them
+        self.plan: RunPlan = make_plan(config, self.model, self.grid, self.static)
+        log_choice(self.plan, self.model.names, config.time.integrator == "auto")
         self.last_checkpoint: Path | None = None
 
+    @property
+    def u0(self) -> np.ndarray:
+        """The initial fields, (n_species, nx, ny, nz) in the run's dtype."""
+        return self.static.initial
+
     def _check_memory(self, need: int, available: int | None, where: str, what: str) -> None:
-        if available is not None and need > available:
-            raise SimulationError(
-                f"grid {self.grid.shape} with {len(self.model.species)} species in {self.dtype} needs about "
-                f"{format_bytes(need)} {what}; only {format_bytes(available)} {where}: use a smaller grid"
-                + (" or float32" if self.dtype == np.float64 else "")
-            )
+        check_fits(need, available, what, where, self.grid.shape, len(self.model.species), self.dtype)
 
     def memory_for(self, backend: Backend) -> MemoryEstimate:
         """The memory estimate for this backend's kind of device."""
-        sets = 0
+        choice, sets = self.plan.integrator, 0
         if self.config.time.order == 2:  # F and lambda at two stages; imex: the half-step field
-            sets += 4 + (1 if self.implicit_diffusion else 0)
-        if self.max_change is not None:  # |u_new - u|, |u| + floor and their ratio
+            sets += 4 + (1 if choice.implicit_diffusion else 0)
+        if self.plan.max_change is not None:  # |u_new - u|, |u| + floor and their ratio
             sets += 3
-        if self.implicit_chemotaxis:  # the transport solves' c' scratch (one field; counted as a set)
+        if choice.implicit_chemotaxis:  # the transport solves' c' scratch (one field; counted as a set)
             sets += 1
         return estimate_memory(
             len(self.model.species), len(self.model.maps), self.grid.shape, self.dtype, backend.name, sets
@@ -395,8 +194,7 @@ class Simulation:
         """
         memory = self.memory_for(backend)
         if backend.name == "cupy":
-            free = int(backend.xp.cuda.runtime.memGetInfo()[0])
-            self._check_memory(memory.device, free, f"free on {backend.device}", "on the GPU")
+            self._check_memory(memory.device, free_device_memory(backend), f"free on {backend.device}", "on the GPU")
         else:
             self._check_memory(memory.device + memory.host_output, available_host_memory(),
                                "RAM available", "of RAM to run (fields double-buffered, maps, scratch)")
@@ -406,94 +204,6 @@ class Simulation:
         schedule = self.model.schedule
         return [t for t in (schedule.event_times() if schedule else ()) if 0.0 <= t <= t_end]
 
-    def _plan(self) -> RunPlan:
-        cfg = self.config
-        runtime = SystemicRuntime(self.model)
-        runtime.apply_boluses(0.0)
-        systemic0 = runtime.values(0.0)
-        candidates = self._candidates(systemic0)
-        if cfg.time.integrator == "auto":
-            self.integrator_name, self.integrator_reason = self._auto_integrator(candidates)
-            log.info("integrator auto: %s, %s", self.integrator_name, self.integrator_reason)
-        else:
-            self.integrator_name, self.integrator_reason = cfg.time.integrator, "as configured"
-        self.implicit_sinks, self.implicit_diffusion, self.implicit_chemotaxis, bound = candidates[self.integrator_name]
-        if self.integrator_name == "imex":
-            log.info("imex: implicit diffusion for %s%s",
-                     ", ".join(self.model.names[i] for i in sorted(self.implicit_diffusion)) or "no species",
-                     f"; with chemotaxis for {', '.join(self.model.names[i] for i in sorted(self.implicit_chemotaxis))}"
-                     if self.implicit_chemotaxis else "")
-        self.max_change = cfg.time.max_change
-        dt = choose_dt(cfg.time, bound)
-        end = cfg.time.end
-        snap_every = cfg.output.snapshot_every or end / 10
-        series_every = cfg.output.series_every or min(snap_every, end / 100)
-        snaps = output_times(end, snap_every)
-        series = output_times(end, series_every)
-        if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
-            dt = series_every
-        events = _merge([0.0, *snaps, *series], self.dose_times(end))
-        steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
-        return RunPlan(dt, bound.dt, bound.limited_by, tuple(snaps), tuple(series), steps)
-
-    def _candidates(self, systemic0: np.ndarray) -> dict[str, Candidate]:
-        """Per integrator: (linear sinks implicit?, species with implicit diffusion, those
-        with implicit chemotaxis too, the dt bound).
-
-        `time.reactions: auto` takes the linear sinks (decay, vessel exchange) implicitly with
-        imex, whose point is to lift the fast processes out of the dt bound, and explicitly
-        with the explicit integrator. With `time.implicit_chemotaxis`, a chemotactic species
-        whose faces allow it (transport_solvers.chemotaxis_can_be_implicit) counts its
-        chemotaxis as transport that imex can take implicitly.
-        """
-        reactions = self.config.time.reactions
-        out = {}
-        for name in ("explicit", "imex"):
-            sinks = reactions == "linearly-implicit" or (reactions == "auto" and name == "imex")
-            implicit: frozenset[int] = frozenset()
-            chemotactic: frozenset[int] = frozenset()
-            if name == "imex":
-                eligible = {i for i, sp in enumerate(self.model.species)
-                            if self.config.time.implicit_chemotaxis and chemotaxis_can_be_implicit(sp)}
-                transport = [(d + (chemo if i in eligible else 0.0), total)
-                             for i, (total, _, d, chemo) in enumerate(
-                                 species_rates(self.model, self.grid, self.u0, systemic0, sinks))]
-                implicit = choose_implicit_species([(fast, total - fast) for fast, total in transport])
-                chemotactic = frozenset(implicit & eligible)
-            bound = explicit_stability_bound(self.model, self.grid, self.u0, systemic0, sinks, implicit, chemotactic)
-            out[name] = (sinks, implicit, chemotactic, bound)
-        return out
-
-    def _auto_integrator(self, candidates: dict[str, Candidate]) -> tuple[str, str]:
-        """`time.integrator: auto`: imex when it lets dt grow >= IMPLICIT_RATIO x; and why."""
-        explicit = candidates["explicit"][3]
-        sinks, implicit, _, imex = candidates["imex"]
-        gain = imex.dt / explicit.dt if math.isfinite(explicit.dt) else 1.0
-        if not implicit or gain < IMPLICIT_RATIO:
-            return "explicit", (f"no species diffuses fast enough for implicit diffusion to pay (the explicit "
-                                f"bound {explicit.dt:.3g} is set by {explicit.limited_by})")
-        names = ", ".join(self.model.names[i] for i in sorted(implicit))
-        extra = " and the linear sinks" if sinks and not candidates["explicit"][0] else ""
-        return "imex", (f"the {explicit.limited_by} bounds an explicit dt at {explicit.dt:.3g}; with the "
-                        f"diffusion of {names}{extra} implicit, dt can be {imex.dt:.3g} ({gain:.0f}x), "
-                        f"set by {imex.limited_by}")
-
-    def integrator_choices(self) -> dict[str, tuple[float, int, tuple[str, ...]]]:
-        """For each integrator: (dt, steps to the end, species with implicit diffusion),
-        as the plan of this config would be with `time.integrator` set to it."""
-        cfg = self.config
-        runtime = SystemicRuntime(self.model)
-        runtime.apply_boluses(0.0)
-        events = _merge([0.0, *self.plan.snapshot_times, *self.plan.series_times], self.dose_times(cfg.time.end))
-        out = {}
-        for name, (_, chosen, _, bound) in self._candidates(runtime.values(0.0)).items():
-            dt = cfg.time.safety * bound.dt if cfg.time.dt == "auto" else min(float(cfg.time.dt), bound.dt)
-            if not math.isfinite(dt):
-                dt = min(b - a for a, b in zip(events, events[1:]) if b > a)
-            steps = sum(_steps_between(a, b, dt) for a, b in zip(events, events[1:]))
-            out[name] = (dt, steps, tuple(self.model.names[i] for i in sorted(chosen)))
-        return out
-
     def start(self, backend: Backend | None = None, checkpoint: Checkpoint | None = None) -> RunningState:
         """Put the initial state on the backend's device and give the boluses due at t = 0;
         or, with a checkpoint, put its state there instead (boluses up to its t are in it)."""
@@ -501,16 +211,9 @@ class Simulation:
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
-        order = self.config.time.order
-        if self.implicit_diffusion:
-            integrator: ExplicitIntegrator = ImexIntegrator(
-                backend, self.model, grid, self.dtype, plan.dt, self.config.output.check_every,
-                self.implicit_sinks, self.implicit_diffusion, order, self.max_change, self.implicit_chemotaxis)
-        else:
-            integrator = ExplicitIntegrator(backend, self.model, grid, self.dtype, plan.dt,
-                                            self.config.output.check_every, self.implicit_sinks,
-                                            order=order, max_change=self.max_change)
-        maps = self.maps if len(self.maps) else np.zeros((1,) + grid.shape, self.dtype)
+        integrator = make_integrator(backend, self.model, grid, self.dtype, plan.integrator, plan.dt,
+                                     self.config.output.check_every, self.config.time.order, plan.max_change)
+        maps = self.maps if len(self.maps) else self.static.maps_as(self.dtype)  # kernels take a pointer
         systemic = SystemicRuntime(self.model)
         if checkpoint is None:
             u = backend.to_device(self.u0)
@@ -534,7 +237,7 @@ class Simulation:
         stops after that step (or after the boluses of a dose time just reached) and False
         is returned; calling again continues with the same steps.
         """
-        for t in _merge(self.dose_times(t_end), [t_end]):
+        for t in merge_times([*self.dose_times(t_end), t_end]):
             if t <= state.fields.t:
                 continue
             if not state.integrator.advance(state.fields, t, state.systemic, after_step):
@@ -579,8 +282,6 @@ class Simulation:
         values.update(diagnostics.evaluate(state.fields.u, state.fields.maps, t, scalars))
         return values
 
-    # ----------------------------------------------------------------- dry run
-
     def output_bytes(self, backend: Backend | None = None) -> dict[str, int]:
         """Expected file sizes, uncompressed (gzip usually does better): run.h5's snapshots,
         maps and time series, and the checkpoints kept."""
@@ -609,8 +310,6 @@ class Simulation:
             stepper.step(fields.u, fields.u_new, fields.maps, 0.0, self.plan.dt, systemic)
         return (wallclock.perf_counter() - started) / steps
 
-    # --------------------------------------------------------------- the run
-
     def _attrs(self, backend: Backend) -> dict[str, object]:
         cfg, grid, plan = self.config, self.grid, self.plan
         schedule = self.model.schedule
@@ -628,6 +327,7 @@ class Simulation:
             "time_unit": cfg.time.unit,
             "dt": plan.dt,
             "dt_limited_by": plan.limited_by,
+            "integrator": plan.integrator.name,
             "dose_times_json": json.dumps({a: sorted(t) for a, t in doses.items()}),
         }
 
@@ -784,18 +484,18 @@ class Simulation:
         step0 = state.fields.step
         started = wallclock.perf_counter()
         try:
-            with writer:
+            with self._sidecar(writer), writer:
                 for i in range(first, len(events)):
                     t_event = events[i]
                     if not self._step_to(state, t_event, after_step):
                         raise interrupted(i)
                     stats = self._checked(state)
                     with self._writing(writer, t_event):
-                        if _contains(series_times, t_event):
+                        if contains_time(series_times, t_event):
                             writer.write_series(t_event, self.record(state, stats, diagnostics))
-                        if _contains(snapshot_times, t_event):
+                        if contains_time(snapshot_times, t_event):
                             writer.write_snapshot(t_event, backend.to_host(state.fields.u))
-                    if _contains(snapshot_times, t_event):
+                    if contains_time(snapshot_times, t_event):
                         elapsed = wallclock.perf_counter() - started
                         log.info("t = %.6g / %.6g  step %d  (%.0f steps/s)", t_event, cfg.time.end,
                                  state.fields.step, (state.fields.step - step0) / elapsed if elapsed > 0 else 0.0)
@@ -832,6 +532,17 @@ class Simulation:
             last_checkpoint=self.last_checkpoint,
         )
 
+    @staticmethod
+    @contextmanager
+    def _sidecar(writer: RunWriter) -> Iterator[None]:
+        """The XDMF sidecar written beside run.h5 once the writer has closed it (also when
+        the run stops early), so ParaView can open what is there."""
+        try:
+            yield
+        finally:
+            if writer.path.is_file():
+                write_xdmf(writer.path)
+
     @contextmanager
     def _writing(self, writer: RunWriter, t: float) -> Iterator[None]:
         """A failed write to run.h5 (disk full...) as one SimulationError naming the last checkpoint."""
@@ -859,7 +570,3 @@ class Simulation:
             return state.integrator.check(state.fields, record_peak)
         except SimulationError as exc:
             raise SimulationError(f"{exc}{self._resume_hint()}") from None
-
-
-def _steps_between(a: float, b: float, dt: float) -> int:
-    return max(1, math.ceil((b - a) / dt * (1 - 1e-12))) if b > a else 0

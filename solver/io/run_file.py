@@ -1,24 +1,34 @@
-"""Read a run's HDF5 file for plotting: metadata, snapshots, static maps and time series.
+"""The run file, DIR/run.h5: its layout, written and read in this one module.
 
 Public API:
-    load_run(path) -> RunData
-    to_image_data(run, time="last", fields=None, include_maps=True) -> pyvista.ImageData
+    RUN_FILE, RUN_PRODUCTS                  "run.h5"; what a run writes into its folder
+    RunWriter(path, grid, species, dtype, attrs, compression, maps, units)  context manager
+        .write_snapshot(t, fields)          fields: host array (n_species, nx, ny, nz)
+        .write_series(t, values)            values: {name: float}
+        .flush()                            everything written so far, on disk (before a checkpoint)
+        .counts -> (n_series, n_snapshots)
+    RunWriter.resume(path, species, n_series, n_snapshots, t, note, units)
+        the file of a run resumed from a checkpoint at t: reopened for appending, with
+        every record written after the checkpoint removed (no gaps, no duplicates)
+    load_run(path) -> RunData               metadata and time series; snapshots on demand
     RunData.field(name, index) / .map(name) / .time_index(time) / .field_range(name)
-    display_unit(unit) -> str
+    read_layout(h5file, path) -> RunLayout  shapes, dtypes, times and spacing, checked
+    resolve_run_path(path) -> Path          a run folder or its run.h5
 
-The file layout (written by ``solver.io``): root attributes ``name``, ``grid_shape``,
-``grid_spacing``, ``length_unit``, ``time_unit`` (and provenance); ``/fields/time`` and
-``/fields/<species>`` of shape (snapshots, nx, ny, nz); ``/maps/<name>`` of shape
-(nx, ny, nz); ``/timeseries/time`` and ``/timeseries/<name>``; optional ``dose_times_json``.
+Layout:
+    /fields/time                      (n_snapshots,)           float64
+    /fields/<species>                 (n_snapshots, nx, ny, nz), chunked (1, nx, ny, nz)
+    /maps/<name>                      (nx, ny, nz) static maps (e.g. the vessel map w)
+    /timeseries/time, /timeseries/<name>   (n_records,) float64
+    each dataset: a `units` attribute where the model gives one
+    root attributes: tumorsim_version, backend, device, name, config_json,
+                     grid_shape, grid_spacing, length_unit, time_unit, dt, dt_limited_by,
+                     dose_times_json, resumed_json (a list, one entry per resume)
+    run.xdmf beside the file (solver/io/xdmf.py) for ParaView
 
 Snapshots are read one at a time (each is one HDF5 chunk); the file is opened for each
-read and closed at once, so a ``RunData`` holds no open handle.
-
-Grid convention: cell (i, j, k) holds the value at its centre ((i+1/2) hx, (j+1/2) hy,
-(k+1/2) hz). ``to_image_data`` makes those centres the POINTS of a ``pyvista.ImageData``
-(origin (hx/2, hy/2, hz/2), spacing (hx, hy, hz), dimensions (nx, ny, nz)) and stores the
-values as point data, so contours and slices interpolate the solver's own samples without
-a cell-to-point averaging step. The XDMF sidecar uses the same convention.
+read and closed at once, so a RunData holds no open handle. Grid convention: cell
+(i, j, k) holds the value at its centre ((i+1/2) hx, (j+1/2) hy, (k+1/2) hz).
 """
 
 from __future__ import annotations
@@ -27,40 +37,241 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import Any
 
 import numpy as np
 
-from solver.io.xdmf import RunFileError
-from solver.viz import import_optional
+from solver.errors import RunFileError
+from solver.grid import Grid
+from solver.text import first_line, with_unit
 
-if TYPE_CHECKING:
-    import pyvista
+log = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["RunData", "RunFileError", "display_unit", "load_run", "to_image_data"]
-
-_UNIT_DISPLAY = {
-    "um": "\u00b5m",
-    "micrometre": "\u00b5m",
-    "micrometer": "\u00b5m",
-    "micron": "\u00b5m",
-}
+RUN_FILE = "run.h5"
+# What a run writes into its folder; any of them present means the folder holds a run.
+RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml", "checkpoints")
 
 
-def display_unit(unit: str) -> str:
-    """The unit as it should be printed on an axis (``"um"`` becomes ``"µm"``)."""
-    return _UNIT_DISPLAY.get(unit.strip(), unit.strip())
+# ------------------------------------------------------------------------------ writing
 
 
-def with_unit(label: str, unit: str) -> str:
-    """``"label [unit]"``, or the bare label when the unit is empty."""
-    unit = display_unit(unit)
-    return f"{label} [{unit}]" if unit else label
+class RunWriter:
+    """Appends snapshots and time-series records to one HDF5 file (h5py imported lazily)."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: Grid,
+        species: tuple[str, ...],
+        dtype: np.dtype,
+        attrs: dict[str, Any],
+        compression: str = "gzip",
+        maps: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
+    ) -> None:
+        import h5py
+
+        self.path = Path(path)
+        self.units = units or {}  # dataset name -> unit, stored as its `units` attribute
+        self.species = species
+        self.file = h5py.File(self.path, "w")
+        for key, value in attrs.items():
+            self.file.attrs[key] = value
+        comp = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}.get(
+            compression, {}
+        )
+        fields = self.file.create_group("fields", track_order=True)  # species in model order
+        fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
+        for name in species:
+            fields.create_dataset(
+                name,
+                shape=(0,) + grid.shape,
+                maxshape=(None,) + grid.shape,
+                chunks=(1,) + grid.shape,
+                dtype=dtype,
+                shuffle=bool(comp),
+                **comp,
+            )
+            if self.units.get(name):
+                fields[name].attrs["units"] = self.units[name]
+        group = self.file.create_group("maps")
+        for name, array in (maps or {}).items():
+            group.create_dataset(name, data=array, chunks=grid.shape, **comp)
+        series = self.file.create_group("timeseries")
+        series.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+        self.series: dict[str, Any] = {}
+
+    @classmethod
+    def resume(
+        cls,
+        path: Path,
+        species: tuple[str, ...],
+        n_series: int,
+        n_snapshots: int,
+        t: float,
+        note: dict[str, Any] | None = None,
+        units: dict[str, str] | None = None,
+    ) -> RunWriter:
+        """Reopen a run's file to continue it from a checkpoint taken at time t.
+
+        The checkpoint was written when the file held `n_series` time-series records
+        and `n_snapshots` snapshots; records after those (written after the checkpoint)
+        are removed. `note` is appended to the JSON list in the `resumed_json` attribute.
+        Nothing is changed unless the file holds at least those records, all at times
+        up to t.
+
+        Raises:
+            RunFileError: the file is missing, unreadable, not a tumorsim run, or holds
+                fewer records than the checkpoint expects.
+        """
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise RunFileError(f"cannot resume: {str(path)!r} is missing (the checkpoint continues that file)")
+        try:
+            with h5py.File(path, "r") as file:  # checked read-only first: a refused file is not touched
+                cls._check_resumable(file, path, species, n_series, n_snapshots, t)
+            file = h5py.File(path, "r+")
+        except OSError as exc:
+            raise RunFileError(
+                f"cannot resume: {str(path)!r} cannot be opened (damaged, or not HDF5?): {first_line(exc)}"
+            ) from None
+        for group, n in (("timeseries", n_series), ("fields", n_snapshots)):
+            for ds in file[group].values():
+                if ds.shape[0] > n:
+                    ds.resize((n,) + ds.shape[1:])
+        notes = json.loads(file.attrs.get("resumed_json", "[]"))
+        file.attrs["resumed_json"] = json.dumps([*notes, note or {"t": t}])
+        file.flush()
+        writer = cls.__new__(cls)
+        writer.path, writer.units, writer.species, writer.file = path, units or {}, species, file
+        writer.series = {name: ds for name, ds in file["timeseries"].items() if name != "time"}
+        return writer
+
+    @staticmethod
+    def _check_resumable(
+        file: Any, path: Path, species: tuple[str, ...], n_series: int, n_snapshots: int, t: float
+    ) -> None:
+        try:
+            series_t = file["timeseries/time"][()]
+            snap_t = file["fields/time"][()]
+            missing = [s for s in species if s not in file["fields"]]
+        except (KeyError, OSError) as exc:
+            raise RunFileError(f"cannot resume: {str(path)!r} is not laid out as a tumorsim run: {first_line(exc)}") from None
+        if missing:
+            raise RunFileError(f"cannot resume: {str(path)!r} has no snapshots of species {', '.join(missing)}")
+        for what, times, n in (("time-series records", series_t, n_series), ("snapshots", snap_t, n_snapshots)):
+            if len(times) < n or np.any(times[:n] > t):
+                raise RunFileError(
+                    f"cannot resume: {str(path)!r} holds {len(times)} {what}, not the {n} up to t = {t:g} "
+                    "that the checkpoint was written after (was the file replaced or cut short?)"
+                )
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(time-series records, snapshots) written so far."""
+        return self.file["timeseries/time"].shape[0], self.file["fields/time"].shape[0]
+
+    def flush(self) -> None:
+        """Hand everything written so far to the operating system."""
+        self.file.flush()
+
+    def write_snapshot(self, t: float, fields: np.ndarray) -> None:
+        group = self.file["fields"]
+        n = group["time"].shape[0]
+        group["time"].resize((n + 1,))
+        group["time"][n] = t
+        for i, name in enumerate(self.species):
+            ds = group[name]
+            ds.resize((n + 1,) + ds.shape[1:])
+            ds[n] = fields[i]
+        self.file.flush()
+
+    def write_series(self, t: float, values: dict[str, float]) -> None:
+        group = self.file["timeseries"]
+        n = group["time"].shape[0]
+        group["time"].resize((n + 1,))
+        group["time"][n] = t
+        for name, value in values.items():
+            ds = self.series.get(name)
+            if ds is None:
+                ds = group.create_dataset(name, shape=(n,), maxshape=(None,), dtype="f8", chunks=(1024,))
+                ds[:] = np.nan  # a series that starts late is NaN before its first record
+                if self.units.get(name):
+                    ds.attrs["units"] = self.units[name]
+                self.series[name] = ds
+            ds.resize((n + 1,))
+            ds[n] = value
+        for name, ds in self.series.items():  # a series missing from this record: NaN, same length
+            if name not in values:
+                ds.resize((n + 1,))
+                ds[n] = np.nan
+
+    def close(self) -> None:
+        """Close the file (the run then writes the XDMF sidecar beside it: solver/io/xdmf.py)."""
+        if self.file.id.valid:
+            self.file.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Shapes, dtypes, times and grid of a run file (what the XDMF sidecar describes)."""
+
+    name: str
+    times: np.ndarray
+    fields: dict[str, tuple[tuple[int, ...], np.dtype]]
+    maps: dict[str, tuple[tuple[int, ...], np.dtype]]
+    grid_shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+
+
+def read_layout(fh: Any, h5_path: Path) -> RunLayout:
+    """The layout of an open run file, checked for consistency (maps of another shape are
+    left out with a warning).
+
+    Raises:
+        RunFileError: not a tumorsim run file, or fields of a shape other than the grid's.
+    """
+    import h5py
+
+    if "fields" not in fh or "time" not in fh["fields"]:
+        raise RunFileError(f"{h5_path} has no /fields/time: not a tumorsim run file")
+    times = np.asarray(fh["fields/time"][...], dtype=np.float64).reshape(-1)
+    fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for name, ds in fh["fields"].items():
+        if name != "time" and isinstance(ds, h5py.Dataset):
+            fields[name] = (tuple(int(s) for s in ds.shape), ds.dtype)
+    maps: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    if "maps" in fh:
+        for name, ds in fh["maps"].items():
+            if isinstance(ds, h5py.Dataset):
+                maps[name] = (tuple(int(s) for s in ds.shape), ds.dtype)
+    attrs = dict(fh.attrs)
+    grid_shape = _grid_shape(attrs, h5_path)
+    for name, (shape, _) in fields.items():
+        _check_field_shape(h5_path, name, shape, grid_shape, times.size)
+    for name in list(maps):
+        if maps[name][0] != grid_shape:
+            log.warning("%s: skipping /maps/%s of shape %s (grid is %s)", h5_path, name, maps[name][0], grid_shape)
+            del maps[name]
+    name = _plain(attrs.get("name")) or h5_path.stem
+    return RunLayout(str(name), times, fields, maps, grid_shape, _grid_spacing(attrs, h5_path))
 
 
 TimeSpec = str | float | int | None
@@ -184,7 +395,7 @@ class RunData:
             )
         index = int(np.argmin(np.abs(self.times - value)))
         if not math.isclose(float(self.times[index]), value, rel_tol=1e-9, abs_tol=slack):
-            logger.info(
+            log.info(
                 "time %g: nearest snapshot is %d at t = %g", value, index, self.times[index]
             )
         return index
@@ -262,30 +473,23 @@ def load_run(path: str | os.PathLike[str]) -> RunData:
     """
     h5_path = resolve_run_path(path)
     with _open(h5_path) as fh:
+        layout = read_layout(fh, h5_path)
         attrs = {key: _plain(value) for key, value in fh.attrs.items()}
-        fields_group = fh.get("fields")
-        if fields_group is None or "time" not in fields_group:
-            raise RunFileError(f"{h5_path} has no /fields/time: not a tumorsim run file")
-        times = np.asarray(fields_group["time"][...], dtype=np.float64).reshape(-1)
-        species = tuple(name for name in fields_group if name != "time")
-        shapes = {name: tuple(fields_group[name].shape) for name in species}
-        units = {name: _unit_attr(fields_group[name]) for name in species}
-        map_names: tuple[str, ...] = ()
-        if "maps" in fh:
-            map_names = tuple(fh["maps"])
-            units.update({name: _unit_attr(fh["maps"][name]) for name in map_names})
+        species = tuple(layout.fields)
+        units = {name: _unit_attr(fh["fields"][name]) for name in species}
+        map_names = tuple(fh["maps"]) if "maps" in fh else ()
+        units.update({name: _unit_attr(fh["maps"][name]) for name in map_names})
         series_time, series = _read_series(fh, h5_path)
         series_units = {name: _unit_attr(fh["timeseries"][name]) for name in series}
-    grid_shape = _grid_shape(attrs, h5_path)
-    for name, shape in shapes.items():
-        _check_field_shape(h5_path, name, shape, grid_shape, times.size)
+    for key in ("grid_shape", "grid_spacing"):
+        attrs.pop(key, None)
     run = RunData(
         path=h5_path,
         name=str(attrs.pop("name", "") or h5_path.parent.name or h5_path.stem),
         species=species,
-        times=times,
-        grid_shape=grid_shape,
-        spacing=_grid_spacing(attrs, h5_path),
+        times=layout.times,
+        grid_shape=layout.grid_shape,
+        spacing=layout.spacing,
         length_unit=str(attrs.pop("length_unit", "") or ""),
         time_unit=str(attrs.pop("time_unit", "") or ""),
         map_names=map_names,
@@ -296,9 +500,7 @@ def load_run(path: str | os.PathLike[str]) -> RunData:
         series_units={k: v for k, v in series_units.items() if v},
         attrs=attrs,
     )
-    logger.debug(
-        "loaded %s: %d snapshots of %s, series %s", h5_path, run.n_snapshots, species, list(series)
-    )
+    log.debug("loaded %s: %d snapshots of %s, series %s", h5_path, run.n_snapshots, species, list(series))
     return run
 
 
@@ -306,7 +508,7 @@ def resolve_run_path(path: str | os.PathLike[str]) -> Path:
     """The HDF5 file for a run given as a file or as its output folder."""
     path = Path(path)
     if path.is_dir():
-        default = path / "run.h5"
+        default = path / RUN_FILE
         if default.is_file():
             return default
         candidates = sorted(path.glob("*.h5"))
@@ -319,52 +521,6 @@ def resolve_run_path(path: str | os.PathLike[str]) -> Path:
     if not path.is_file():
         raise RunFileError(f"run file not found: {path}")
     return path
-
-
-def to_image_data(
-    run: RunData,
-    time: TimeSpec = "last",
-    fields: Sequence[str] | None = None,
-    include_maps: bool = True,
-    *,
-    index: int | None = None,
-) -> pyvista.ImageData:
-    """One snapshot as a ``pyvista.ImageData`` with each field as point data at cell centres.
-
-    Args:
-        run: The loaded run.
-        time: Which snapshot (see ``RunData.time_index``); ignored when ``index`` is given.
-        fields: Species to include (default: all).
-        include_maps: Also attach every static map (``w`` ...) as point data.
-        index: Snapshot index, overriding ``time``.
-
-    Returns:
-        ImageData with dimensions (nx, ny, nz), origin (hx/2, hy/2, hz/2) and spacing
-        (hx, hy, hz); ``grid.point_data[name]`` is ``field.ravel(order="F")`` (x fastest,
-        as VTK orders points). ``grid.field_data`` carries ``time``, ``length_unit`` and
-        ``time_unit``.
-
-    Raises:
-        RunFileError: Unknown field or time out of range.
-    """
-    pyvista = import_optional("pyvista", "3D pictures")
-
-    i = run.time_index(time) if index is None else index
-    names = list(run.species) if fields is None else [run.check_field(f) for f in fields]
-    hx, hy, hz = run.spacing
-    grid = pyvista.ImageData(
-        dimensions=run.grid_shape, spacing=run.spacing, origin=(hx / 2, hy / 2, hz / 2)
-    )
-    for name in names:
-        grid.point_data[name] = run.field(name, i).ravel(order="F")
-    if include_maps:
-        for name in run.map_names:
-            if name not in grid.point_data:
-                grid.point_data[name] = run.map(name).ravel(order="F")
-    grid.field_data["time"] = np.array([run.times[i]])
-    grid.field_data["length_unit"] = [run.length_unit]
-    grid.field_data["time_unit"] = [run.time_unit]
-    return grid
 
 
 class _open:
@@ -430,10 +586,12 @@ def _grid_spacing(attrs: dict[str, Any], h5_path: Path) -> tuple[float, float, f
 def _check_field_shape(
     h5_path: Path, name: str, shape: tuple[int, ...], grid_shape: tuple[int, int, int], n: int
 ) -> None:
-    if len(shape) != 4 or shape[1:] != grid_shape or shape[0] < n:
+    if len(shape) != 4 or shape[0] < n:
         raise RunFileError(
             f"{h5_path}: /fields/{name} has shape {shape}, expected ({n}, {', '.join(map(str, grid_shape))})"
         )
+    if shape[1:] != grid_shape:
+        raise RunFileError(f"{h5_path}: /fields/{name} grid {shape[1:]} differs from grid_shape {grid_shape}")
 
 
 def _read_series(fh: Any, h5_path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -450,7 +608,7 @@ def _read_series(fh: Any, h5_path: Path) -> tuple[np.ndarray, dict[str, np.ndarr
             continue
         values = np.asarray(group[name][...], dtype=np.float64)
         if values.ndim != 1 or values.size != time.size:
-            logger.warning(
+            log.warning(
                 "%s: /timeseries/%s has shape %s, not (%d,); skipped",
                 h5_path,
                 name,
@@ -470,5 +628,5 @@ def _dose_times(raw: Any, h5_path: Path) -> dict[str, tuple[float, ...]]:
         parsed = json.loads(raw)
         return {str(agent): tuple(float(t) for t in times) for agent, times in parsed.items()}
     except (TypeError, ValueError, AttributeError) as exc:
-        logger.warning("%s: ignoring malformed dose_times_json (%s)", h5_path, exc)
+        log.warning("%s: ignoring malformed dose_times_json (%s)", h5_path, exc)
         return {}

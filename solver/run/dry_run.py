@@ -1,0 +1,130 @@
+"""What a run would do and need, computed without running it: `tumorsim run --dry-run`.
+
+Public API:
+    DryRunReport                        the plan, memory, output size and runtime estimate
+        .lines() -> list[str]           as the CLI prints it
+    dry_run(sim, backend) -> DryRunReport
+        refuses (SimulationError) a grid that does not fit, like a run would
+
+It writes nothing. The runtime is estimated from a few steps on the run's own initial
+state when the backend is the CPU and the grid is small enough to time quickly;
+otherwise it is reported as unknown. The static fields and the plan are the
+Simulation's own: nothing is built twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from solver.backends.base import Backend
+from solver.io.run_file import RUN_PRODUCTS
+from solver.run.plan import integrator_dt, steps_for
+from solver.run.resources import MemoryEstimate, free_device_memory
+from solver.text import duration, format_bytes
+
+
+@dataclass(frozen=True)
+class IntegratorOption:
+    """One integrator as this config would run it."""
+
+    name: str
+    dt: float
+    steps: int
+    implicit: tuple[str, ...]  # species with implicit diffusion
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    """Everything `--dry-run` reports (the simulation, the backend, and what they need)."""
+
+    sim: object  # the Simulation
+    backend_name: str
+    device: str
+    memory: MemoryEstimate
+    free: int | None  # free memory where the fields go (GPU, or host RAM)
+    output: dict[str, int]
+    folder_holds_run: bool
+    seconds_per_step: float | None
+    options: tuple[IntegratorOption, ...]
+
+    def lines(self) -> list[str]:
+        sim = self.sim
+        cfg, plan, grid = sim.config, sim.plan, sim.grid
+        unit = f" {cfg.time.unit}" if cfg.time.unit else ""
+        length = f" {grid.length_unit}" if grid.length_unit else ""
+        out = [f"dry run of {cfg.name!r}: nothing is written"]
+        out.append(
+            f"  grid {grid.shape} = {grid.size} cells of {' x '.join(f'{h:g}' for h in grid.spacing)}{length}; "
+            f"{len(sim.model.species)} species ({', '.join(sim.model.names)}), {len(sim.model.maps)} map(s), {sim.dtype}"
+        )
+        if not math.isfinite(plan.dt_bound):
+            why = f"nothing limits it ({plan.limited_by}): one step per time-series record"
+        elif cfg.time.dt == "auto":
+            why = f"time.safety {cfg.time.safety:g} x the stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}"
+        else:
+            why = f"time.dt as given; the stability bound is {plan.dt_bound:.6g}, set by {plan.limited_by}"
+        auto = "auto: " if cfg.time.integrator == "auto" else ""
+        out.append(f"  integrator {plan.integrator.name}, order {cfg.time.order} ({auto}{plan.integrator.reason})")
+        controlled = plan.max_change is not None
+        out.append(f"  dt {'up to' if controlled else '='} {plan.dt:.6g}{unit}: {why}")
+        if controlled:
+            out.append(f"  step-size control: a step in which a species changes by more than {plan.max_change:g} "
+                       "of its value is retaken with half the step (time.max_change)")
+        out.append(
+            f"  {'at least ' if controlled else ''}{plan.estimated_steps} steps to t = {cfg.time.end:g}{unit}; "
+            f"{len(plan.snapshot_times)} snapshots, {len(plan.series_times)} time-series records"
+        )
+        m = self.memory
+        out.append(
+            f"  memory on {self.device} ({self.backend_name}): {format_bytes(m.device)} = fields "
+            f"{format_bytes(m.fields)} (double-buffered) + maps {format_bytes(m.maps)} + scratch "
+            f"{format_bytes(m.scratch)}; host: {format_bytes(m.setup)} to set up"
+        )
+        free = format_bytes(self.free) if self.free is not None else "unknown"
+        out.append(f"  free on the GPU: {free}" if self.backend_name == "cupy" else f"  RAM available: {free}")
+        sizes = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.output.items())
+        out.append(f"  output in {sim.out_dir}: up to {format_bytes(sum(self.output.values()))} uncompressed ({sizes})")
+        if self.folder_holds_run:
+            out.append(f"  note: {sim.out_dir} already holds a run: a run needs --overwrite (or --resume to continue it)")
+        per_step = self.seconds_per_step
+        if per_step is None:
+            why = "measured only on the CPU backend" if self.backend_name != "numpy" else "grid too large to time here"
+            out.append(f"  runtime: unknown ({why})")
+        else:
+            out.append(f"  runtime: about {duration(per_step * plan.estimated_steps)} "
+                       f"({per_step * 1e3:.3g} ms per step, measured on 3 steps; records and files add to it)")
+        order = cfg.time.order  # order 2 evaluates the model twice per step
+        for o in self.options:
+            detail = f", implicit diffusion of {', '.join(o.implicit)}" if o.implicit else ""
+            projected = (f", about {duration(order * per_step * o.steps)} at {'twice ' if order == 2 else ''}"
+                         f"the explicit step's cost{' plus line solves' if o.implicit else ''}") if per_step is not None else ""
+            chosen = " (this run)" if o.chosen else ""
+            out.append(f"  integrator {o.name}{chosen}: dt = {o.dt:.4g}{unit}, {o.steps} steps{detail}{projected}")
+        return out
+
+
+def dry_run(sim, backend: Backend) -> DryRunReport:
+    """The dry-run report of `sim` on `backend`; refuses a grid that does not fit.
+
+    Raises:
+        SimulationError: the grid does not fit in the device's (or the host's) memory.
+    """
+    memory = sim.memory_for(backend)
+    free = free_device_memory(backend)
+    sim.check_device_memory(backend)  # refuses a grid that does not fit
+    plan = sim.plan
+    events = plan.stepping_events
+    options = []
+    for name, choice in plan.candidates.items():
+        dt = integrator_dt(sim.config.time, choice.bound, events)
+        options.append(IntegratorOption(name, dt, steps_for(dt, events),
+                                        tuple(sim.model.names[i] for i in sorted(choice.implicit_diffusion)),
+                                        (name == "imex") == bool(plan.integrator.implicit_diffusion)))
+    return DryRunReport(
+        sim=sim, backend_name=backend.name, device=backend.device, memory=memory, free=free,
+        output=sim.output_bytes(),
+        folder_holds_run=any((sim.out_dir / name).exists() for name in RUN_PRODUCTS),
+        seconds_per_step=sim.seconds_per_step(backend), options=tuple(options),
+    )
