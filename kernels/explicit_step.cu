@@ -14,6 +14,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK_SIZE)
 explicit_step(const real* __restrict__ u,     // (N_SPECIES, NX, NY, NZ), time t
               real* __restrict__ u_new,       // (N_SPECIES, NX, NY, NZ), time t + dt
               const real* __restrict__ maps,  // (N_MAPS, NX, NY, NZ), static
+              real* __restrict__ sinks_out,   // (N_SPECIES, NX, NY, NZ): lambda of the species the
+                                              // IMEX step needs it of (others not written)
               const real t,
               const real dt SYSTEMIC_PARAMS)
 {
@@ -22,5 +24,5 @@ explicit_step(const real* __restrict__ u,     // (N_SPECIES, NX, NY, NZ), time t
     const int k = (int)(idx % NZ);
     const int j = (int)((idx / NZ) % NY);
     const int i = (int)(idx / ((long long)NY * NZ));
-    model_update(u, u_new, maps, idx, i, j, k, t, dt SYSTEMIC_ARGS);
+    model_update(u, u_new, maps, sinks_out, idx, i, j, k, t, dt SYSTEMIC_ARGS);
 }

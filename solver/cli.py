@@ -54,8 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}"
     )
-    print(f"  integrator {plan.integrator.name}, order {config.time.order}; dt {'up to' if plan.max_change else '='} "
-          f"{plan.dt:.6g} (stability bound {plan.dt_bound:.6g}, set by {plan.limited_by})")
+    print(f"  integrator {plan.integrator.name}, order {plan.order}; {plan.step_summary()}; "
+          f"stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}")
     print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
     return 0
 
@@ -77,8 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(sim)
     print(
         f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
-        f"{sim.plan.integrator.name} order {config.time.order}, dt {'up to ' if sim.plan.max_change else ''}"
-        f"{sim.plan.dt:.4g} (set by {sim.plan.limited_by}), to t = {config.time.end:g}"
+        f"{sim.plan.integrator.name} order {sim.plan.order}, {sim.plan.step_summary(4)}, bound set by "
+        f"{sim.plan.limited_by}, to t = {config.time.end:g}"
         + (f", resuming from {args.resume}" if args.resume is not None else "")
     )
     progress = Progress(sim, args.progress_every) if args.progress_every > 0 else None

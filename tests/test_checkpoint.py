@@ -48,13 +48,16 @@ IL2_BOLUS = 0.75  # between the records at 0.7 and 0.8
 def small_quickstart(backend: str = "cpu", integrator: str = "auto", **output: Any) -> dict[str, Any]:
     """configs/quickstart.yaml on 8^3 cells of 300 um, to t = 1 day, checkpoint at every record.
 
-    integrator auto: imex (equal steps); imex-controlled: imex with step-size control (steps
-    of varying size); explicit: equal steps.
+    integrator auto: imex, order 2 with error control (the default; steps of varying size);
+    equal-steps: imex with equal steps (no error control); imex-controlled: imex with the
+    max_change guard; explicit: equal steps.
     """
     data = load_config(builtin_config_path("quickstart")).model_dump(mode="json")
     data["backend"] = backend
     if integrator == "imex-controlled":
-        data["time"].update(integrator="imex", max_change=0.2)
+        data["time"].update(integrator="imex", max_change=0.2, order=1)
+    elif integrator == "equal-steps":
+        data["time"].update(integrator="imex", rtol=None)
     else:
         data["time"]["integrator"] = integrator
     data["grid"].update(shape=[8, 8, 8], spacing=300.0)
@@ -175,7 +178,7 @@ def stopped_at(out: Path, when, backend: str = "cpu", integrator: str = "auto") 
     return Path(info.value.checkpoint)
 
 
-@pytest.mark.parametrize("integrator", ["auto", "imex-controlled"])
+@pytest.mark.parametrize("integrator", ["auto", "equal-steps", "imex-controlled"])
 @pytest.mark.parametrize(
     "where",
     ["mid-interval", "at the infusion stop", "at the bolus", "at a record"],
@@ -195,9 +198,9 @@ def test_stop_and_resume_is_bit_identical(tmp_path: Path, references, where: str
     path = stopped_at(out, conditions[where], integrator=integrator)
     ck = read_checkpoint(path)
     assert ck.reason == "SIGTERM" and 0 < ck.step < total
-    if where == "mid-interval" and integrator == "auto":  # equal steps: the interval's split
+    if where == "mid-interval" and integrator == "equal-steps":  # equal steps: the interval's split
         assert ck.segment is not None and 0 < ck.segment[3] < ck.segment[2]
-    if where == "mid-interval" and integrator == "imex-controlled":  # the next step's size
+    if where == "mid-interval" and integrator in ("auto", "imex-controlled"):  # the next step's size
         assert ck.segment is None and ck.dt_next is not None and ck.t not in (CHEMO_STOP, IL2_BOLUS)
     if where == "at the infusion stop":
         assert ck.t == CHEMO_STOP and ck.segment is None

@@ -262,7 +262,7 @@ def test_validate_reports_dt_and_its_bound(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "ok.yaml: valid" in result.stdout
-    assert "integrator explicit, order 1; dt = 0.1 (stability bound 0.166667" in result.stdout
+    assert "integrator explicit, order 1; dt = 0.1; stability bound 0.166667" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.yaml"]  # validate writes nothing
 
 

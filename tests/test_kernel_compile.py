@@ -68,11 +68,12 @@ def test_compile_error_is_reported_with_the_log() -> None:
 
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
-def test_line_solve_kernel_compiles_for_sm90(ctype) -> None:
+@pytest.mark.parametrize("kernel", ["line_solve", "line_solve_scaled", "transport_solve"])
+def test_line_solve_kernel_compiles_for_sm90(ctype, kernel) -> None:
     from solver.backends.cuda_codegen import kernel_template
 
-    ptx = compile_for_arch(f"typedef {ctype} real;\n" + kernel_template("line_solve.cu"), arch="sm_90")
+    ptx = compile_for_arch(f"typedef {ctype} real;\n" + kernel_template(f"{kernel}.cu"), arch="sm_90")
     text = ptx.decode() if isinstance(ptx, bytes) else ptx
-    assert ".entry line_solve" in text
+    assert f".entry {kernel}" in text
     if ctype == "float":
         assert ".f64" not in text

@@ -22,11 +22,11 @@ from solver.run import Simulation
 
 # After the kernel source: run the launch grid of explicit_step as loops.
 HOST_STEP = r"""
-extern "C" void host_step(const real* u, real* u_new, const real* maps, real t, real dt) {
+extern "C" void host_step(const real* u, real* u_new, const real* maps, real* sinks, real t, real dt) {
     const long long blocks = (N_CELLS + BLOCK_SIZE - 1) / BLOCK_SIZE;
     for (long long b = 0; b < blocks; ++b) {
         blockIdx.x = (unsigned)b;
-        for (unsigned th = 0; th < BLOCK_SIZE; ++th) { threadIdx.x = th; explicit_step(u, u_new, maps, t, dt); }
+        for (unsigned th = 0; th < BLOCK_SIZE; ++th) { threadIdx.x = th; explicit_step(u, u_new, maps, sinks, t, dt); }
     }
 }
 """
@@ -56,7 +56,7 @@ def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype, reactions)
     ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
     dt = sim.plan.dt
     for n in range(5):
-        step(ptr(u), ptr(out), ptr(maps), ctype(n * dt), ctype(dt))
+        step(ptr(u), ptr(out), ptr(maps), ptr(out), ctype(n * dt), ctype(dt))  # no species reports sinks
         integ.stepper.step(state.u, state.u_new, state.maps, n * dt, dt)
         state.u, state.u_new = state.u_new, state.u
         assert np.all(np.isfinite(out))

@@ -130,3 +130,94 @@ def test_permeable_line_solve_is_exact_for_the_discrete_steady_state() -> None:
     out = ImplicitDiffusion1D(9, 50.0, low, FaceBC("no-flux"), diffusion=D_LINE, h=H_LINE).solve(
         np.full((9, 2), 1.7), axis=0)
     np.testing.assert_allclose(out, 1.7, rtol=1e-13)
+
+
+# ------------------------------------------------------------------ per-cell diffusion number
+
+
+def dense_scaled_system(n: int, r: float, scale: np.ndarray, low: FaceBC, high: FaceBC) -> tuple[np.ndarray, np.ndarray]:
+    """(I - r S L) and its boundary right-hand side, row i with r_i = r scale_i."""
+    A = np.eye(n)
+    b = np.zeros(n)
+    for i in range(n):
+        ri = r * scale[i]
+        A[i, i] += 2 * ri
+        for j, face in ((i - 1, low), (i + 1, high)):
+            if 0 <= j < n:
+                A[i, j] -= ri
+            elif face.kind == "periodic":
+                A[i, j % n] -= ri
+            else:
+                alpha, beta = face.ghost_coefficients(D_LINE, H_LINE)
+                A[i, i] -= ri * alpha
+                b[i] += ri * beta
+    return A, b
+
+
+@pytest.mark.parametrize("kind", list(FACES))
+def test_scaled_line_solve_matches_a_dense_solve(kind: str) -> None:
+    # the sink-scaled line solves of the IMEX step: (D - tau A) u = D rhs, D = 1 + tau lambda
+    rng = np.random.default_rng(3)
+    n, r = 9, 6.0
+    rhs = rng.uniform(0.0, 1.0, size=(n, 4))
+    scale = 1.0 / (1.0 + rng.uniform(0.0, 50.0, size=(n, 4)))
+    line = ImplicitDiffusion1D(n, r, *FACES[kind], diffusion=D_LINE, h=H_LINE)
+    got = line.solve_scaled(rhs, 0, scale)
+    for c in range(4):
+        A, b = dense_scaled_system(n, r, scale[:, c], *FACES[kind])
+        np.testing.assert_allclose(got[:, c], np.linalg.solve(A, rhs[:, c] + b), rtol=1e-13, atol=1e-15)
+    # scale 1 is the plain backward-Euler solve
+    np.testing.assert_allclose(line.solve_scaled(rhs, 0, np.ones_like(rhs)), line.solve(rhs, 0), rtol=1e-13)
+
+
+SCALED_HARNESS = r"""
+#define __global__
+#define __restrict__ __restrict
+struct Dim { unsigned x; };
+static Dim blockIdx, threadIdx, blockDim = {128};
+typedef double real;
+%(source)s
+extern "C" void host_solve(real* u, const real* scale, real* cprime, real* zline, int n, long long stride,
+                           long long inner, long long outer, long long n_lines, real r, real al, real bl,
+                           real ah, real bh, int cyclic) {
+    for (unsigned b = 0; b * 128 < n_lines; ++b) {
+        blockIdx.x = b;
+        for (unsigned t = 0; t < 128; ++t) { threadIdx.x = t;
+            line_solve_scaled(u, scale, cprime, zline, n, stride, inner, outer, n_lines, r, al, bl, ah, bh, cyclic); }
+    }
+}
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="needs g++")
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("kind", list(FACES))
+def test_cuda_scaled_line_solve_source_matches_numpy(tmp_path, axis: int, kind: str) -> None:
+    """kernels/line_solve_scaled.cu compiled with g++ on the host gives solve_scaled."""
+    import ctypes
+    import subprocess
+
+    from solver.grid import line_layout
+    from solver.package_data import data_dir
+
+    src = tmp_path / "scaled.cpp"
+    src.write_text(SCALED_HARNESS % {"source": (data_dir("kernels") / "line_solve_scaled.cu").read_text()})
+    lib = tmp_path / "scaled.so"
+    subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
+                   check=True, capture_output=True)
+    host = ctypes.CDLL(str(lib)).host_solve
+    shape = (7, 5, 6)
+    rng = np.random.default_rng(axis + 10)
+    rhs = rng.uniform(0.0, 1.0, shape)
+    scale = 1.0 / (1.0 + rng.uniform(0.0, 30.0, shape))
+    line = ImplicitDiffusion1D(shape[axis], 3.5, *FACES[kind], diffusion=D_LINE, h=H_LINE)
+    expected = line.solve_scaled(rhs, axis, scale)
+    u, cprime, zline = rhs.copy(), np.zeros(shape), np.zeros(shape)
+    n, stride, inner, outer, n_lines = line_layout(shape, axis)
+    (al, bl), (ah, bh) = line.ghosts
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    c_ll, c_d = ctypes.c_longlong, ctypes.c_double
+    host(ptr(u), ptr(np.ascontiguousarray(scale)), ptr(cprime), ptr(zline), ctypes.c_int(n), c_ll(stride),
+         c_ll(inner), c_ll(outer), c_ll(n_lines), c_d(line.r), c_d(al), c_d(bl), c_d(ah), c_d(bh),
+         ctypes.c_int(int(line.periodic)))
+    np.testing.assert_allclose(u, expected, rtol=2e-15, atol=1e-16)

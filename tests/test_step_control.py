@@ -129,7 +129,7 @@ def test_a_step_that_cannot_be_made_small_enough_is_named() -> None:
 
 def test_the_blow_up_guard_measures_round_off_against_the_run_peak() -> None:
     # An undershoot a few ulp of the species' largest value so far is round-off even when
-    # the field has since decayed to almost nothing (order 2's Crank-Nicolson rings there);
+    # the field has since decayed to almost nothing (an implicit solve's round-off there);
     # one of the field's own size is a blow-up and is named.
     sim = Simulation(make_config({"u": {"diffusion": 1.0, "initial": 1.0}}, shape=(4, 4, 4), end=1.0))
     state = sim.start()
@@ -142,3 +142,18 @@ def test_the_blow_up_guard_measures_round_off_against_the_run_peak() -> None:
     fields.u[0, 0, 0, 0] = -1e-3
     with pytest.raises(SimulationError, match=r"species u went negative \(-0.001\) at cell \(0, 0, 0\)"):
         integrator.check(fields)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_blow_up_through_the_python_api_raises(order: int) -> None:
+    # u' = u^2 from u = 1 reaches infinity at t = 1; steps of 0.4 (the stability bound at
+    # t = 0 is 0.5) square their way to overflow in about 13 steps: far fewer than
+    # output.check_every (50) and no record on the way, so only the guard that advance
+    # runs where it stops can see it.
+    cfg = make_config({"u": {"reaction": "u**2", "initial": 1.0}}, shape=(2, 2, 2), end=10.0,
+                      dt=0.4, order=order, rtol=None)
+    sim = Simulation(cfg)
+    state = sim.start()
+    with pytest.raises(SimulationError, match=r"^species u became (NaN|infinite)"):
+        sim.advance(state, 8.0)
+    assert state.fields.step < 50

@@ -29,9 +29,9 @@ class ExplicitStepper(Protocol):
     `systemic` holds the systemic scalars at t, in Model.systemic_names order.
     """
 
-    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = ()) -> None: ...
+    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = (), sinks: Any = None) -> None: ...
 
-    def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = ()) -> None:
+    def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = (), diffusion: Any = None) -> None:
         """Write F(u, t) and the sink rate lambda(u, t) >= 0 of every species (no step)."""
         ...
 
@@ -40,11 +40,14 @@ class ImplicitSolver(Protocol):
     """Backward Euler over tau of one species' transport, one axis after another, in place.
 
     crank_nicolson: each axis solve is turned into a Crank-Nicolson step over 2 tau,
-    u <- 2 (I - tau A)^-1 u - u (solver/integrators/second_order.py). `signal` is the
-    chemoattractant field (transport solvers only), taken at the start of the step.
+    u <- 2 (I - tau A)^-1 u - u. `signal` is the chemoattractant field (transport solvers
+    only), taken at the start of the step. `scale` (diffusion solvers only): a per-cell
+    factor on the diffusion number, 1 / (1 + tau lambda) for the sink-scaled line solves
+    of the IMEX step (solver/integrators/imex.py).
     """
 
-    def solve(self, field: Any, axes: tuple[int, ...], crank_nicolson: bool = False, signal: Any = None) -> None: ...
+    def solve(self, field: Any, axes: tuple[int, ...], crank_nicolson: bool = False, signal: Any = None,
+              scale: Any = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,17 @@ class Backend:
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(),
     ) -> ExplicitStepper:
         """The fused step; species in `implicit_diffusion` get no diffusion term, those in
-        `implicit_chemotaxis` no chemotaxis term either (an IMEX
-        integrator solves their diffusion implicitly after the step)."""
+        `implicit_chemotaxis` no chemotaxis term either (an IMEX integrator solves their
+        transport implicitly after the step); for those in `report_sinks` the step writes lambda to its `sinks` argument and the
+        rates their diffusion term to their `diffusion` argument."""
         raise NotImplementedError
 
     def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> ImplicitSolver:
-        """Backward Euler over tau of `species`' diffusion (Thomas factors computed once)."""
+        """Backward Euler over tau of `species`' diffusion (Thomas factors computed once;
+        solve(..., scale=) the sink-scaled solves, coefficients computed in the sweep)."""
         raise NotImplementedError
 
     def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> ImplicitSolver:

@@ -110,12 +110,17 @@ def _neighbour(model: Model, grid: Grid, s: int, axis: int, side: int, printer: 
 def model_update_source(
     model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
     implicit_diffusion: frozenset[int] = frozenset(), rates: bool = False,
-    implicit_chemotaxis: frozenset[int] = frozenset(),
+    implicit_chemotaxis: frozenset[int] = frozenset(), report_sinks: frozenset[int] = frozenset(),
 ) -> str:
     """The generated `__device__ void model_update(...)` for this model.
 
-    With implicit_sinks, each species' own sink rate lambda = max(0, -dR/du) is taken
-    implicitly: u_new = u + dt F / (1 + dt lambda) (linearly implicit Euler).
+    With implicit_sinks, each species' loss rate lambda (Model.loss_rates) is taken
+    implicitly: u_new = u + dt F / (1 + dt lambda) (linearly implicit Euler). Species in
+    `implicit_diffusion` / `implicit_chemotaxis` get no diffusion / chemotaxis term (an
+    IMEX step solves their transport after this one). For the species in `report_sinks` the step also
+    writes lambda to `sinks_out` and the rates their diffusion term D lap u to
+    `diffusion_out` (the IMEX step's sink-scaled line solves need them:
+    solver/integrators/imex.py).
     With rates=True it is `model_rates(...)` instead, which writes the right-hand side F
     and the sink rate lambda (0 without implicit_sinks) of every species rather than a
     step: the stages of the second-order step (solver/integrators/second_order.py).
@@ -126,7 +131,7 @@ def model_update_source(
         lines = [
             "__device__ __forceinline__ void model_rates(",
             "    const real* __restrict__ u, real* __restrict__ rate, real* __restrict__ sink,",
-            "    const real* __restrict__ maps,",
+            "    const real* __restrict__ maps, real* __restrict__ diffusion_out,",
             "    const long long idx, const int i, const int j, const int k, const real t SYSTEMIC_PARAMS)",
             "{",
         ]
@@ -134,6 +139,7 @@ def model_update_source(
         lines = [
             "__device__ __forceinline__ void model_update(",
             "    const real* __restrict__ u, real* __restrict__ u_new, const real* __restrict__ maps,",
+            "    real* __restrict__ sinks_out,",
             "    const long long idx, const int i, const int j, const int k, const real t, const real dt SYSTEMIC_PARAMS)",
             "{",
         ]
@@ -173,6 +179,8 @@ def model_update_source(
             )
             lines.append(f"    const real lap_{n} = {lap};")
             terms.append(f"{_literal(pr, sp_.diffusion)} * lap_{n}")
+            if rates and s in report_sinks:
+                lines.append(f"    diffusion_out[{s} * N_CELLS + idx] = {_literal(pr, sp_.diffusion)} * lap_{n};")
         if sp_.chemotaxis is not None and s not in implicit_chemotaxis:
             lines += _chemotaxis_lines(model, s, pr)
             terms.append(f"chemo_{n}")
@@ -186,11 +194,18 @@ def model_update_source(
             sink = pr.doprint(sink_exprs[s]) if sink_exprs[s] != 0 else _literal(pr, 0.0)
             lines.append(f"    rate[{s} * N_CELLS + idx] = {total};")
             lines.append(f"    sink[{s} * N_CELLS + idx] = {sink};")
-        elif sink_exprs[s] != 0:
-            lines.append(f"    const real sink_{n} = {pr.doprint(sink_exprs[s])};")
-            lines.append(f"    u_new[{s} * N_CELLS + idx] = c_{n} + dt * ({total}) / ({_literal(pr, 1.0)} + dt * sink_{n});")
+            if s in report_sinks and not (sp_.diffusion > 0 and s not in implicit_diffusion):
+                lines.append(f"    diffusion_out[{s} * N_CELLS + idx] = {_literal(pr, 0.0)};")
         else:
-            lines.append(f"    u_new[{s} * N_CELLS + idx] = c_{n} + dt * ({total});")
+            base = f"c_{n} + "
+            if s in report_sinks:
+                sink_value = pr.doprint(sink_exprs[s]) if sink_exprs[s] != 0 else _literal(pr, 0.0)
+                lines.append(f"    sinks_out[{s} * N_CELLS + idx] = {sink_value};")
+            if sink_exprs[s] != 0:
+                lines.append(f"    const real sink_{n} = {pr.doprint(sink_exprs[s])};")
+                lines.append(f"    u_new[{s} * N_CELLS + idx] = {base}dt * ({total}) / ({_literal(pr, 1.0)} + dt * sink_{n});")
+            else:
+                lines.append(f"    u_new[{s} * N_CELLS + idx] = {base}dt * ({total});")
     lines.append("}")
     return "\n".join(lines)
 
@@ -253,24 +268,27 @@ def defines(model: Model, grid: Grid, dtype: np.dtype, block_size: int) -> str:
 def explicit_step_source(
     model: Model, grid: Grid, dtype: np.dtype, block_size: int = 256, implicit_sinks: bool = False,
     implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+    report_sinks: frozenset[int] = frozenset(),
 ) -> str:
     """Complete CUDA source of the fused explicit step for this model, grid and precision."""
     return _kernel_source(model, grid, dtype, block_size, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
-                          rates=False)
+                          rates=False, report_sinks=report_sinks)
 
 
 def explicit_rates_source(
     model: Model, grid: Grid, dtype: np.dtype, block_size: int = 256, implicit_sinks: bool = False,
     implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+    report_sinks: frozenset[int] = frozenset(),
 ) -> str:
     """CUDA source of the kernel that writes F and lambda of every species (kernels/explicit_rates.cu)."""
     return _kernel_source(model, grid, dtype, block_size, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
-                          rates=True)
+                          rates=True, report_sinks=report_sinks)
 
 
 def _kernel_source(
     model: Model, grid: Grid, dtype: np.dtype, block_size: int, implicit_sinks: bool,
     implicit_diffusion: frozenset[int], implicit_chemotaxis: frozenset[int], rates: bool,
+    report_sinks: frozenset[int] = frozenset(),
 ) -> str:
     """#defines, the generated device function, then the kernel template that calls it."""
     function, template = ("model_rates", "explicit_rates.cu") if rates else ("model_update", "explicit_step.cu")
@@ -280,7 +298,7 @@ def _kernel_source(
             defines(model, grid, dtype, block_size),
             f'#line 1 "<generated {function}>"',
             model_update_source(model, grid, dtype, implicit_sinks, implicit_diffusion, rates=rates,
-                                implicit_chemotaxis=implicit_chemotaxis),
+                                implicit_chemotaxis=implicit_chemotaxis, report_sinks=report_sinks),
             kernel_template(template),
         ]
     )

@@ -69,15 +69,18 @@ class CupyExplicitStepper:
     def __init__(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(),
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = (len(model.species),) + grid.shape
         self.maps_shape = (max(len(model.maps), 1),) + grid.shape
+        self.report_sinks = frozenset(report_sinks)
         self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion,
-                                           implicit_chemotaxis)
+                                           implicit_chemotaxis, report_sinks)
         self.kernel = compiled_function(self.source, "explicit_step")
         self._rates_source = lambda: explicit_rates_source(  # noqa: E731 (compiled on first use)
-            model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion, implicit_chemotaxis)
+            model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
+            report_sinks)
         self._rates_kernel = None
         self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
         self.n_systemic = len(model.systemic_names)
@@ -89,28 +92,40 @@ class CupyExplicitStepper:
                 f"got {array.dtype} {tuple(array.shape)}"
             )
 
-    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = ()) -> None:
+    def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Any = (), sinks: Any = None) -> None:
         self._check("u", u, self.shape)
         self._check("u_new", u_new, self.shape)
         self._check("maps", maps, self.maps_shape)
+        sinks = self._output("sinks", sinks, u_new)
         if len(systemic) != self.n_systemic:
             raise TypeError(f"explicit_step: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
-        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, cast(t), cast(dt)) + scalars)
+        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, sinks, cast(t), cast(dt)) + scalars)
 
-    def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = ()) -> None:
-        """rate = F(u, t) and sink = lambda(u, t) of every species (kernels/explicit_rates.cu)."""
+    def _output(self, name: str, array: Any, dummy: Any) -> Any:
+        """An optional output array; without report_sinks the kernel writes none (a dummy pointer)."""
+        if not self.report_sinks:
+            return dummy
+        if array is None:
+            raise TypeError(f"explicit kernels: {name} is required (species {sorted(self.report_sinks)} report it)")
+        self._check(name, array, self.shape)
+        return array
+
+    def rates(self, u: Any, rate: Any, sink: Any, maps: Any, t: float, systemic: Any = (), diffusion: Any = None) -> None:
+        """rate = F(u, t) and sink = lambda(u, t) of every species (kernels/explicit_rates.cu);
+        `diffusion`: D lap u of the report_sinks species."""
         for name, array in (("u", u), ("rate", rate), ("sink", sink)):
             self._check(name, array, self.shape)
         self._check("maps", maps, self.maps_shape)
+        diffusion = self._output("diffusion", diffusion, rate)
         if len(systemic) != self.n_systemic:
             raise TypeError(f"explicit_rates: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         if self._rates_kernel is None:
             self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates")
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
-        self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, cast(t)) + scalars)
+        self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, diffusion, cast(t)) + scalars)
 
 
 class _AxisLineSolve:
@@ -139,11 +154,22 @@ class _AxisLineSolve:
         self.cyclic = int(line.periodic)
         self.v_last = getattr(line, "v_last", 0.0)
         self.shape = shape
+        self.r = line.r
+        (self.alpha_low, self.beta_low), (self.alpha_high, self.beta_high) = line.ghosts
+        self.scaled_kernel = compiled_function(f"typedef {ctype} real;\n" + kernel_template("line_solve_scaled.cu"),
+                                               "line_solve_scaled")
 
-    def __call__(self, field: Any, signal: Any = None) -> None:
+    def __call__(self, field: Any, signal: Any = None, scale: Any = None, scratch: tuple = ()) -> None:
         n, stride, inner, outer, n_lines = self.layout
         cast = self.dtype.type
         blocks = (n_lines + self.THREADS - 1) // self.THREADS
+        if scale is not None:  # kernels/line_solve_scaled.cu: factors computed in the sweep
+            cprime, zline = scratch
+            self.scaled_kernel((blocks,), (self.THREADS,), (
+                field, scale, cprime, zline, np.int32(n), np.int64(stride), np.int64(inner), np.int64(outer),
+                np.int64(n_lines), cast(self.r), cast(self.alpha_low), cast(self.beta_low), cast(self.alpha_high),
+                cast(self.beta_high), np.int32(self.cyclic)))
+            return
         self.kernel((blocks,), (self.THREADS,), (
             field, self.lower, self.cprime, self.inv_denom, self.z, np.int32(n), np.int64(stride),
             np.int64(inner), np.int64(outer), np.int64(n_lines), cast(self.rhs_low), cast(self.rhs_high),
@@ -181,25 +207,32 @@ class _AxisTransportSolve:
 class _CupyImplicitSolver:
     """One species' line solves along axes in turn, in place, in the field's dtype."""
 
-    def __init__(self, axis_solves: tuple, shape: tuple[int, int, int], dtype: np.dtype, with_signal: bool) -> None:
+    def __init__(self, axis_solves: tuple, shape: tuple[int, int, int], dtype: np.dtype, with_signal: bool,
+                 scratch: tuple = ()) -> None:
         self.axis_solves = axis_solves
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self.with_signal = with_signal
+        self.scratch = scratch  # two fields for the scaled solves (c' and the cyclic vector)
 
     def _check(self, name: str, array: Any) -> None:
         if array.dtype != self.dtype or tuple(array.shape) != self.shape or not array.flags.c_contiguous:
             raise TypeError(f"line solve: {name} must be a C-contiguous {self.dtype} array of shape {self.shape}")
 
-    def solve(self, field: Any, axes: tuple[int, ...], crank_nicolson: bool = False, signal: Any = None) -> None:
+    def solve(self, field: Any, axes: tuple[int, ...], crank_nicolson: bool = False, signal: Any = None,
+              scale: Any = None) -> None:
         self._check("field", field)
         if self.with_signal:
             self._check("signal", signal)
         import cupy
 
+        extra = {}
+        if scale is not None:
+            scale = cupy.ascontiguousarray(cupy.broadcast_to(cupy.asarray(scale, dtype=self.dtype), self.shape))
+            extra = {"scale": scale, "scratch": self.scratch}
         for a in axes:
             rhs = field.copy() if crank_nicolson else field
-            self.axis_solves[a](rhs, signal)
+            self.axis_solves[a](rhs, signal, **extra)
             if crank_nicolson:  # (I - A/2)^-1 (I + A/2) u = 2 (I - A/2)^-1 u - u
                 cupy.subtract(2 * rhs, field, out=field)
 
@@ -207,10 +240,10 @@ class _CupyImplicitSolver:
 class CupyLineSolver(_CupyImplicitSolver):
     """Backward-Euler diffusion of one species: kernels/line_solve.cu per axis."""
 
-    def __init__(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> None:
+    def __init__(self, species: Species, grid: Grid, tau: float, dtype: np.dtype, scratch: tuple = ()) -> None:
         lines = diffusion_lines(species, grid, tau)
         super().__init__(tuple(_AxisLineSolve(line, grid.shape, a, dtype) for a, line in enumerate(lines)),
-                         grid.shape, dtype, with_signal=False)
+                         grid.shape, dtype, with_signal=False, scratch=scratch)
 
 
 class CupyTransportSolver(_CupyImplicitSolver):
@@ -244,15 +277,22 @@ class CupyBackend(Backend):
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(),
     ) -> CupyExplicitStepper:
-        return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis)
+        return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
+                                   report_sinks)
 
     def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> CupyLineSolver:
-        return CupyLineSolver(species, grid, tau, dtype)
+        """The scaled solves' two scratch fields are shared by every line solver of a shape."""
+        scratch = (self._scratch_field(grid.shape, dtype, "line c'"), self._scratch_field(grid.shape, dtype, "line z"))
+        return CupyLineSolver(species, grid, tau, dtype, scratch)
+
+    def _scratch_field(self, shape: tuple[int, int, int], dtype: np.dtype, what: str) -> Any:
+        key = (shape, np.dtype(dtype).str, what)
+        if key not in self._scratch:
+            self._scratch[key] = self.xp.empty(shape, dtype)
+        return self._scratch[key]
 
     def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> CupyTransportSolver:
         """The c' scratch of the transport solves is one field per (shape, dtype), shared."""
-        key = (grid.shape, np.dtype(dtype).str)
-        if key not in self._scratch:
-            self._scratch[key] = self.xp.empty(grid.shape, dtype)
-        return CupyTransportSolver(species, grid, tau, dtype, self._scratch[key])
+        return CupyTransportSolver(species, grid, tau, dtype, self._scratch_field(grid.shape, dtype, "transport c'"))

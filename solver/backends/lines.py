@@ -60,6 +60,7 @@ signal, so they are computed during the sweep (no factors to keep).
 
 from __future__ import annotations
 
+
 import numpy as np
 
 from solver.grid import FaceBC, Grid
@@ -160,6 +161,48 @@ class ImplicitDiffusion1D:
             return low + high, 0.0
         return low, high
 
+    def solve_scaled(self, rhs: np.ndarray, axis: int, scale: np.ndarray) -> np.ndarray:
+        """Solve (I - r S L) u = rhs on every line along `axis`, S = diag(scale) per cell;
+        returns u (float64).
+
+        With scale = 1 / (1 + tau lambda) this is (D_lambda - tau D L) u = D_lambda rhs,
+        D_lambda = I + tau lambda: the line solve of the sink-scaled factorisation
+        (solver/integrators/imex.py). Row i: -r_i u_{i-1} + (1 + 2 r_i) u_i - r_i u_{i+1},
+        r_i = r scale_i, the faces' ghost rules folded into the edge rows as in solve();
+        cyclic lines by Sherman-Morrison with a second right-hand side in the same sweep.
+        The coefficients change from cell to cell, so they are computed in the sweep.
+        """
+        d = np.moveaxis(np.asarray(rhs, dtype=np.float64), axis, 0)
+        shape = d.shape
+        n = self.n
+        d = d.reshape(n, -1).copy()
+        r = self.r * np.moveaxis(np.asarray(scale, dtype=np.float64), axis, 0).reshape(n, -1)
+        diag = 1.0 + 2.0 * r
+        if self.periodic:
+            gamma = -diag[0]
+            diag = diag.copy()
+            diag[0] = diag[0] - gamma
+            diag[-1] = diag[-1] - r[-1] * r[0] / gamma
+            corr = np.zeros_like(d)
+            corr[0], corr[-1] = gamma, -r[-1]
+            y, z = _thomas_varying(-r, diag, -r, d, corr)
+            v_last = -r[0] / gamma
+            vy = y[0] + v_last * y[-1]
+            vz = z[0] + v_last * z[-1]
+            y -= z * (vy / (1.0 + vz))
+        else:
+            if n == 1:
+                (a_low, b_low), (a_high, b_high) = self.ghosts
+                diag[0] = 1.0 + r[0] * ((1.0 - a_low) + (1.0 - a_high))
+                d[0] += r[0] * (b_low + b_high)
+            else:
+                for (alpha, beta), i in zip(self.ghosts, (0, n - 1)):
+                    diag[i] = diag[i] - r[i] * alpha
+                    if beta != 0.0:
+                        d[i] += r[i] * beta
+            y, _ = _thomas_varying(-r, diag, -r, d)
+        return np.moveaxis(y.reshape(shape), 0, axis)
+
     def solve(self, rhs: np.ndarray, axis: int) -> np.ndarray:
         """Solve (I - r L) u = rhs on every grid line along `axis`; returns u (float64)."""
         moved = np.moveaxis(np.asarray(rhs, dtype=np.float64), axis, 0)
@@ -175,6 +218,32 @@ class ImplicitDiffusion1D:
             vz = self.z[0] + self.v_last * self.z[-1]
             y -= np.outer(self.z, vy / (1.0 + vz))
         return np.moveaxis(y.reshape(shape), 0, axis)
+
+
+def _thomas_varying(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray, d: np.ndarray,
+                    second: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Tridiagonal solves, one per column, coefficients per row and column (shape (n, m)):
+    row i is lower[i] x_{i-1} + diag[i] x_i + upper[i] x_{i+1} = d[i] (lower[0] and
+    upper[n-1] unused). `second`: another right-hand side solved with the same factors."""
+    n = d.shape[0]
+    y = np.empty_like(d)
+    z = None if second is None else np.empty_like(second)
+    cprime = np.empty_like(d)
+    pivot = diag[0]
+    y[0] = d[0] / pivot
+    if z is not None:
+        z[0] = second[0] / pivot
+    for i in range(1, n):
+        cprime[i - 1] = upper[i - 1] / pivot
+        pivot = diag[i] - lower[i] * cprime[i - 1]
+        y[i] = (d[i] - lower[i] * y[i - 1]) / pivot
+        if z is not None:
+            z[i] = (second[i] - lower[i] * z[i - 1]) / pivot
+    for i in range(n - 2, -1, -1):
+        y[i] -= cprime[i] * y[i + 1]
+        if z is not None:
+            z[i] -= cprime[i] * z[i + 1]
+    return y, z
 
 
 def _ghost(face: FaceBC, diffusion: float | None, h: float | None) -> tuple[float, float]:

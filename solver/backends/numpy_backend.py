@@ -48,8 +48,10 @@ class NumpyExplicitStepper:
     def __init__(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(),
     ) -> None:
         self.model = model
+        self.report_sinks = frozenset(report_sinks)
         self.grid = grid
         self.dtype = np.dtype(dtype)
         self.explicit_diffusion = [
@@ -121,12 +123,17 @@ class NumpyExplicitStepper:
         return p
 
     def step(
-        self, u: np.ndarray, u_new: np.ndarray, maps: np.ndarray, t: float, dt: float, systemic=()
+        self, u: np.ndarray, u_new: np.ndarray, maps: np.ndarray, t: float, dt: float, systemic=(),
+        sinks: np.ndarray | None = None,
     ) -> None:
-        """u_new = u + dt F(u, t), or u + dt F / (1 + dt lambda) for species with a sink."""
+        """u_new = u + dt F(u, t), or u + dt F / (1 + dt lambda) for species with a sink.
+        `sinks`: where
+        to write lambda of the species in `report_sinks` (0 without a sink)."""
         cast = self.dtype.type
         dt = cast(dt)
         for s, (c, total, sink) in enumerate(self._right_hand_sides(u, maps, t, systemic)):
+            if sinks is not None and s in self.report_sinks:
+                sinks[s] = 0 if sink is None else sink
             if total is None:
                 u_new[s] = c
             elif sink is not None:  # linearly implicit: u + dt F / (1 + dt lambda)
@@ -135,15 +142,21 @@ class NumpyExplicitStepper:
                 np.add(c, dt * total, out=u_new[s], casting="same_kind")
 
     def rates(
-        self, u: np.ndarray, rate: np.ndarray, sink: np.ndarray, maps: np.ndarray, t: float, systemic=()
+        self, u: np.ndarray, rate: np.ndarray, sink: np.ndarray, maps: np.ndarray, t: float, systemic=(),
+        diffusion: np.ndarray | None = None,
     ) -> None:
-        """rate = F(u, t) and sink = lambda(u, t) (0 without implicit sinks), every species."""
-        for s, (_, total, lam) in enumerate(self._right_hand_sides(u, maps, t, systemic)):
+        """rate = F(u, t) and sink = lambda(u, t) (0 without implicit sinks), every species;
+        `diffusion`: where to write D lap(u) of the species in `report_sinks` (their share
+        of F that an IMEX step also treats implicitly)."""
+        for s, (_, total, lam, diff) in enumerate(self._right_hand_sides(u, maps, t, systemic, True)):
             rate[s] = 0 if total is None else total
             sink[s] = 0 if lam is None else lam
+            if diffusion is not None and s in self.report_sinks:
+                diffusion[s] = 0 if diff is None else diff
 
-    def _right_hand_sides(self, u: np.ndarray, maps: np.ndarray, t: float, systemic):
-        """Per species: (u_s, F_s or None when F = 0, lambda_s or None when no sink)."""
+    def _right_hand_sides(self, u: np.ndarray, maps: np.ndarray, t: float, systemic, with_diffusion: bool = False):
+        """Per species: (u_s, F_s or None when F = 0, lambda_s or None when no sink), and
+        with_diffusion the diffusion term D lap(u_s) (or None) fourth."""
         cast = self.dtype.type
         t = cast(t)
         padded = {s: self.fill_ghosts(s, u[s]) for s in self.padded}
@@ -157,7 +170,7 @@ class NumpyExplicitStepper:
         rates, sinks = values[:n], values[n:]
         for s, species in enumerate(self.model.species):
             c = u[s]
-            total = None
+            total = diffusion = None
             if self.explicit_diffusion[s] and self.axes[s]:
                 p = padded[s]
                 lap = None
@@ -165,14 +178,15 @@ class NumpyExplicitStepper:
                     lo, hi = self.neighbours[a]
                     term = ((p[lo] + p[hi]) - cast(2) * c) * self.inv_h2[a]
                     lap = term if lap is None else lap + term
-                total = cast(species.diffusion) * lap
+                total = diffusion = cast(species.diffusion) * lap
             if self.explicit_chemotaxis[s]:
                 chemo = self.chemotaxis(s, c, padded)
                 total = chemo if total is None else total + chemo
             rate = rates[s]
             if not (np.isscalar(rate) and rate == 0):
                 total = rate if total is None else total + rate
-            yield c, total, (sinks[s] if self.has_sink[s] else None)
+            lam = sinks[s] if self.has_sink[s] else None
+            yield (c, total, lam, diffusion) if with_diffusion else (c, total, lam)
 
     def chemotaxis(self, s: int, c: np.ndarray, padded: dict[int, np.ndarray]) -> np.ndarray:
         """-div(chi u grad signal) with first-order upwind fluxes.
@@ -212,11 +226,16 @@ class NumpyImplicitSolver:
         self.with_signal = with_signal
 
     def solve(self, field: np.ndarray, axes: tuple[int, ...], crank_nicolson: bool = False,
-              signal: np.ndarray | None = None) -> None:
+              signal: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
         work = field
         for a in axes:
             line = self.lines[a]
-            solved = line.solve(work, signal, a) if self.with_signal else line.solve(work, a)
+            if self.with_signal:
+                solved = line.solve(work, signal, a)
+            elif scale is not None:
+                solved = line.solve_scaled(work, a, scale)
+            else:
+                solved = line.solve(work, a)
             # Crank-Nicolson: (I - A/2)^-1 (I + A/2) u = 2 (I - A/2)^-1 u - u
             work = 2.0 * solved - work if crank_nicolson else solved
         field[...] = work
@@ -247,8 +266,10 @@ class NumpyBackend(Backend):
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(),
     ) -> NumpyExplicitStepper:
-        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis)
+        return NumpyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
+                                    report_sinks)
 
     def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> NumpyImplicitSolver:
         return NumpyImplicitSolver(diffusion_lines(species, grid, tau), with_signal=False)

@@ -59,6 +59,37 @@ def _max_change(value: Any) -> float | None:
     raise ValueError(f"must be null (off) or a number in (0, 1], got {value!r}")
 
 
+def _order(value: Any) -> Literal["auto"] | int:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if not isinstance(value, bool) and isinstance(value, int) and value in (1, 2):
+        return value
+    raise ValueError(f"must be 1, 2 or 'auto', got {value!r}")
+
+
+def _tolerance(value: Any) -> Literal["auto"] | float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "off")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < 1:
+        return float(value)
+    raise ValueError(f"must be 'auto', null (no error control) or a number in (0, 1), got {value!r}")
+
+
+def _atol(value: Any) -> float | dict[str, float] | None:
+    def number(v: Any, where: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{where}must be a number >= 0 (in the species' units), got {v!r}")
+        return float(v)
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k): number(v, f"{k}: ") for k, v in value.items()}
+    return number(value, "")
+
+
 def _time_step(value: Any) -> Literal["auto"] | float:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
@@ -107,10 +138,21 @@ class TimeConfig(_Section):
     # (drugs, oxygen) solved implicitly (LOD line solves). auto: imex when that lets dt
     # grow at least 10x over the explicit stability bound, else explicit (the log says why).
     integrator: Literal["explicit", "imex", "auto"] = "auto"
-    # 1: first order in time. 2: second order: Heun with modified-Patankar sinks, and for
-    # imex Strang splitting around Crank-Nicolson (solver/integrators/second_order.py);
-    # about twice the work per step.
-    order: Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=2)] = 1
+    # 1: first order in time (forward Euler with linearly implicit sinks; imex: backward
+    # Euler line solves with the sinks on their diagonal). 2: second order, an exponential
+    # predictor-corrector (solver/integrators/second_order.py), about three times the work
+    # per step, with an embedded error estimate. auto: 2 with imex (whose step accuracy
+    # can allow), 1 with the explicit integrator (whose step the stability bound holds far
+    # below what accuracy needs).
+    order: Annotated[Literal["auto"] | int, BeforeValidator(_order)] = "auto"
+    # Error control (order 2): a step is accepted when its estimated local error is at most
+    # atol + rtol |u| in every cell of every species, else retaken smaller; the next step
+    # grows or shrinks with the estimate. null: equal steps of dt. auto: DEFAULT_RTOL with
+    # order 2, none with order 1 (a number with order 1 is refused). atol: null (per
+    # species, rtol x 1e-3 of its largest value in the step), a number, or {species:
+    # number}, in the species' units.
+    rtol: Annotated[Literal["auto"] | float | None, PlainValidator(_tolerance)] = "auto"
+    atol: Annotated[float | dict[str, float] | None, PlainValidator(_atol)] = None
     # imex: also solve cell transport implicitly, diffusion and upwind chemotaxis together
     # with the chemoattractant of the step's start (for species whose faces are all
     # no-flux or permeable), when that lifts dt; off: chemotaxis stays explicit. Then only
@@ -131,18 +173,26 @@ class TimeConfig(_Section):
     reactions: Literal["explicit", "linearly-implicit", "auto"] = "auto"
     unit: str = ""
 
+    # imex with implicit_chemotaxis: the transport step's accuracy limit, the largest
+    # Courant number h |v| / dx (summed over the axes) a step may take; the velocity is
+    # chi |grad s| of the step's start. Backward-Euler upwind smears a front by about C
+    # cells: at the default 0.05 the CD8 cells in the quickstart's tumour core come within
+    # 3.2 % of a converged explicit reference (+7.7 % at C = 0.1, +65 % at C = 1), inside
+    # the default rtol of 5 %. docs/numerics.md has the table.
+    max_courant: Number = Field(0.05, gt=0)
+
     @field_validator("implicit_chemotaxis", mode="after")
     @classmethod
-    def _chemotaxis_needs_a_fixed_dt(cls, value: bool, info: ValidationInfo) -> bool:
+    def _chemotaxis_needs_imex(cls, value: bool, info: ValidationInfo) -> bool:
         if value and info.data.get("integrator") == "explicit":
             raise ValueError("needs time.integrator: imex (or auto); the explicit integrator has no implicit part")
-        if value and info.data.get("dt") == "auto":
-            raise ValueError(
-                "needs a fixed time.dt: with cell transport implicit only the reactions bound dt, by "
-                "stability, far above what accuracy allows; choose dt by halving it until the results "
-                "stop changing (e.g. 0.025 day with order: 2 on the de Pillis quickstart)"
-            )
         return value
+
+    @property
+    def resolved_order(self) -> int:
+        """The order of the run: `order`, with auto decided by the integrator later (2 here:
+        the plan refines it once the integrator is known)."""
+        return 2 if self.order == "auto" else int(self.order)
 
 
 class CheckpointConfig(_Section):

@@ -47,14 +47,17 @@ class IntegratorChoice:
 
 # Implicit diffusion is used when it lets dt grow at least this many times.
 IMPLICIT_RATIO = 10.0
-def choose_implicit_species(rates: list[tuple[float, float]]) -> frozenset[int]:
+
+
+def choose_implicit_species(rates: list[tuple[float, float]], ratio: float = IMPLICIT_RATIO) -> frozenset[int]:
     """The fastest-diffusing species to solve implicitly, chosen to allow the largest dt.
 
     Taking the k fastest diffusers implicitly leaves as explicit bound the largest of the
     other species' diffusion rates and every species' non-diffusive rate ("rest"); a set
     is worth it when each chosen species diffuses faster than that rest and dt grows by
-    at least IMPLICIT_RATIO (otherwise implicit diffusion buys little and costs line
-    solves). Of those, the set with the smallest rest (largest dt) is taken.
+    at least `ratio` (otherwise implicit diffusion buys little and costs line solves: the
+    default IMPLICIT_RATIO is what `integrator: auto` asks; `integrator: imex` asks only
+    that dt grows). Of those, the set with the smallest rest (largest dt) is taken.
 
     Args:
         rates: per species (diffusion rate, rate of everything else), in 1/time, from
@@ -70,7 +73,7 @@ def choose_implicit_species(rates: list[tuple[float, float]]) -> frozenset[int]:
         if rates[chosen[-1]][0] <= 0:
             break
         rest = max([other] + [rates[i][0] for i in order[k:]])
-        worth_it = rates[chosen[-1]][0] > rest and explicit_rate >= IMPLICIT_RATIO * rest
+        worth_it = rates[chosen[-1]][0] > rest and explicit_rate >= ratio * rest
         if worth_it and rest < best_rest:
             best, best_rest = frozenset(chosen), rest
     return best
@@ -96,7 +99,8 @@ def integrator_candidates(
                         if time.implicit_chemotaxis and chemotaxis_can_be_implicit(sp)}
             transport = [(d + (chemo if i in eligible else 0.0), total)
                          for i, (total, _, d, chemo) in enumerate(rates)]
-            implicit = choose_implicit_species([(fast, total - fast) for fast, total in transport])
+            ratio = IMPLICIT_RATIO if time.integrator == "auto" else 1.0  # imex asked for: any gain
+            implicit = choose_implicit_species([(fast, total - fast) for fast, total in transport], ratio)
             chemotactic = frozenset(implicit & eligible)
         bound = explicit_stability_bound(model, grid, u0, maps, systemic0, sinks, implicit, chemotactic, rates=rates)
         out[name] = IntegratorChoice(name, "", sinks, implicit, chemotactic, bound)

@@ -66,10 +66,13 @@ class DryRunReport:
         else:
             why = f"time.dt as given; the stability bound is {plan.dt_bound:.6g}, set by {plan.limited_by}"
         auto = "auto: " if cfg.time.integrator == "auto" else ""
-        out.append(f"  integrator {plan.integrator.name}, order {cfg.time.order} ({auto}{plan.integrator.reason})")
-        controlled = plan.max_change is not None
-        out.append(f"  dt {'up to' if controlled else '='} {plan.dt:.6g}{unit}: {why}")
-        if controlled:
+        out.append(f"  integrator {plan.integrator.name}, order {plan.order} ({auto}{plan.integrator.reason})")
+        controlled = plan.controlled
+        out.append(f"  {plan.step_summary()}{unit}: {why}")
+        if plan.rtol is not None:
+            out.append(f"  error control: a step whose estimated local error exceeds atol + {plan.rtol:g} |u| in any "
+                       "cell is retaken smaller; steps grow while the estimate allows (time.rtol, time.atol)")
+        if plan.max_change is not None:
             out.append(f"  step-size control: a step in which a species changes by more than {plan.max_change:g} "
                        "of its value is retaken with half the step (time.max_change)")
         out.append(
@@ -95,11 +98,10 @@ class DryRunReport:
         else:
             out.append(f"  runtime: about {duration(per_step * plan.estimated_steps)} "
                        f"({per_step * 1e3:.3g} ms per step, measured on 3 steps; records and files add to it)")
-        order = cfg.time.order  # order 2 evaluates the model twice per step
         for o in self.options:
             detail = f", implicit diffusion of {', '.join(o.implicit)}" if o.implicit else ""
-            projected = (f", about {duration(order * per_step * o.steps)} at {'twice ' if order == 2 else ''}"
-                         f"the explicit step's cost{' plus line solves' if o.implicit else ''}") if per_step is not None else ""
+            # only this run's integrator is timed; the others' step counts are at their bounds
+            projected = f", about {duration(per_step * o.steps)}" if per_step is not None and o.chosen else ""
             chosen = " (this run)" if o.chosen else ""
             out.append(f"  integrator {o.name}{chosen}: dt = {o.dt:.4g}{unit}, {o.steps} steps{detail}{projected}")
         return out

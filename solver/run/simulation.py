@@ -173,10 +173,18 @@ class Simulation:
     def memory_for(self, backend: Backend) -> MemoryEstimate:
         """The memory estimate for this backend's kind of device."""
         choice, sets = self.plan.integrator, 0
-        if self.config.time.order == 2:  # F and lambda at two stages; imex: the half-step field
-            sets += 4 + (1 if choice.implicit_diffusion else 0)
+        if self.plan.order == 2:  # F and lambda at two stages and a stage field; imex: the
+            sets += 5 + (2 if choice.implicit_diffusion else 0)  # implicit species' diffusion at both
+            if choice.implicit_diffusion:  # the corrector's sub-steps (one set: sub-step values)
+                sets += 1
+        elif choice.implicit_diffusion:  # the sinks the line solves scale with
+            sets += 1
+        if self.plan.rtol is not None:  # the weighted difference of the error estimate
+            sets += 2
         if self.plan.max_change is not None:  # |u_new - u|, |u| + floor and their ratio
             sets += 3
+        if choice.implicit_diffusion:  # the scaled line solves' scratch (c' and the cyclic vector)
+            sets += 1
         if choice.implicit_chemotaxis:  # the transport solves' c' scratch (one field; counted as a set)
             sets += 1
         return estimate_memory(
@@ -212,7 +220,8 @@ class Simulation:
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
         integrator = make_integrator(backend, self.model, grid, self.dtype, plan.integrator, plan.dt,
-                                     self.config.output.check_every, self.config.time.order, plan.max_change)
+                                     self.config.output.check_every, plan.order, plan.max_change, plan.rtol,
+                                     plan.atol, plan.max_courant)
         maps = self.maps if len(self.maps) else self.static.maps_as(self.dtype)  # kernels take a pointer
         systemic = SystemicRuntime(self.model)
         if checkpoint is None:
@@ -229,23 +238,34 @@ class Simulation:
         return RunningState(integrator, fields, systemic)
 
     def advance(
-        self, state: RunningState, t_end: float, after_step: Callable[[FieldState], bool] | None = None
+        self, state: RunningState, t_end: float, after_step: Callable[[FieldState], bool] | None = None,
+        check: bool = True,
     ) -> bool:
         """Step to t_end, landing on every dose start and stop on the way (boluses given there).
 
         `after_step(fields)` is called after every step; when it returns True the stepping
         stops after that step (or after the boluses of a dose time just reached) and False
-        is returned; calling again continues with the same steps.
+        is returned; calling again continues with the same steps. `check`: run the blow-up
+        guard on the fields where the stepping stops (the guard also runs every
+        output.check_every steps), so NaN or negative densities never come back silently.
+
+        Raises:
+            SimulationError: the fields blew up (NaN, infinity, negative densities).
         """
+        done = True
         for t in merge_times([*self.dose_times(t_end), t_end]):
             if t <= state.fields.t:
                 continue
             if not state.integrator.advance(state.fields, t, state.systemic, after_step):
-                return False
+                done = False
+                break
             state.systemic.apply_boluses(t)
             if t < t_end and after_step is not None and after_step(state.fields):
-                return False
-        return True
+                done = False
+                break
+        if check:
+            state.integrator.check(state.fields)
+        return done
 
     def evolve(self, t_end: float | None = None, backend: Backend | None = None) -> np.ndarray:
         """Step to t_end (default: time.end) without writing files; return the fields on the host."""
@@ -297,17 +317,18 @@ class Simulation:
         }
 
     def seconds_per_step(self, backend: Backend, steps: int = 3, max_values: int = 1 << 22) -> float | None:
-        """Wall seconds per step, measured on `steps` steps after one warm-up, on the CPU
-        backend only and only for grids of at most `max_values` values; None otherwise."""
+        """Wall seconds per step of this run's integrator (all its stages, line solves and
+        error estimate), measured on `steps` steps of the planned dt after one warm-up, on
+        the CPU backend only and only for grids of at most `max_values` values; None
+        otherwise. Rejected steps of error control are not counted."""
         if backend.name != "numpy" or self.grid.size * len(self.model.species) > max_values:
             return None
         state = self.start(backend)
-        fields, stepper = state.fields, state.integrator.stepper
-        systemic = state.systemic.values(0.0)
-        stepper.step(fields.u, fields.u_new, fields.maps, 0.0, self.plan.dt, systemic)
+        step = state.integrator.step
+        step(state.fields, 0.0, self.plan.dt, state.systemic)
         started = wallclock.perf_counter()
         for _ in range(steps):
-            stepper.step(fields.u, fields.u_new, fields.maps, 0.0, self.plan.dt, systemic)
+            step(state.fields, 0.0, self.plan.dt, state.systemic)
         return (wallclock.perf_counter() - started) / steps
 
     def _attrs(self, backend: Backend) -> dict[str, object]:
@@ -561,7 +582,7 @@ class Simulation:
     def _step_to(self, state: RunningState, t_event: float, after_step: Callable[[FieldState], bool]) -> bool:
         """advance(), with a blow-up error naming the last good checkpoint."""
         try:
-            return self.advance(state, t_event, after_step)
+            return self.advance(state, t_event, after_step, check=False)  # the loop checks at records
         except SimulationError as exc:
             raise SimulationError(f"{exc}{self._resume_hint()}") from None
 
