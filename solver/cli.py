@@ -376,7 +376,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _error(message: object, status: int) -> int:
-    print(f"tumorsim: error: {one_line(message)}", file=sys.stderr)
+    text = one_line(message)
+    if len(text) > 2000:  # a message never echoes a huge value whole
+        text = text[:1000] + " ... " + text[-200:]
+    print(f"tumorsim: error: {text}", file=sys.stderr)
     return status
 
 
