@@ -2,14 +2,15 @@
 
 Public API:
     RUN_FILE, RUN_PRODUCTS                  "run.h5"; what a run writes into its folder
-    RunWriter(path, grid, species, dtype, attrs, compression, maps, units)  context manager
+    RunWriter(path, grid, species, dtype, attrs, compression, maps, units, series)  context manager
         .write_snapshot(t, fields)          fields: host array (n_species, nx, ny, nz)
-        .write_series(t, values)            values: {name: float}
-        .flush()                            everything written so far, on disk (before a checkpoint)
+        .write_series(t, values)            values: {name: float}, names among `series`
+        .flush() / .fsync()                 everything written so far, to the OS / on the disk
         .counts -> (n_series, n_snapshots)
-    RunWriter.resume(path, species, n_series, n_snapshots, t, note, units)
-        the file of a run resumed from a checkpoint at t: reopened for appending, with
-        every record written after the checkpoint removed (no gaps, no duplicates)
+        .abandon()                          after a failed write: never touch the disk again
+    RunWriter.adopt(...)                    a writer for a file built by solver/io/run_resume.py
+        (which continues the file of a run resumed from a checkpoint)
+    open_run_file(path) -> h5py.File        read-only, also while a run writes it (SWMR)
     load_run(path) -> RunData               metadata and time series; snapshots on demand
     RunData.field(name, index) / .map(name) / .time_index(time) / .field_range(name)
     read_layout(h5file, path) -> RunLayout  shapes, dtypes, times and spacing, checked
@@ -20,11 +21,19 @@ Layout:
     /fields/<species>                 (n_snapshots, nx, ny, nz), chunked (1, nx, ny, nz)
     /maps/<name>                      (nx, ny, nz) static maps (e.g. the vessel map w)
     /timeseries/time, /timeseries/<name>   (n_records,) float64
-    each dataset: a `units` attribute where the model gives one
+    each dataset: a `units` attribute where the model gives one; a fletcher32 checksum
     root attributes: tumorsim_version, backend, device, name, config_json,
                      grid_shape, grid_spacing, length_unit, time_unit, dt, dt_limited_by,
-                     dose_times_json, resumed_json (a list, one entry per resume)
+                     dose_times_json, resumed_json (a list, one entry per resume),
+                     run_hash (its physics and maps: solver/io/checkpoint.run_hash) that
+                     its checkpoints must match; text attributes as fixed-length UTF-8
+    HDF5's newest format (libver "latest"): its metadata carries checksums too
     run.xdmf beside the file (solver/io/xdmf.py) for ParaView
+
+Live reading: the writer keeps the file in SWMR mode, so readers opening it with
+swmr=True (every reader here does) see every published record while the run goes on; the
+number of snapshots is the length of /fields/time and of records that of
+/timeseries/time (a dataset may be one record ahead while it is written).
 
 Snapshots are read one at a time (each is one HDF5 chunk); the file is opened for each
 read and closed at once, so a RunData holds no open handle. Grid convention: cell
@@ -33,10 +42,13 @@ read and closed at once, so a RunData holds no open handle. Grid convention: cel
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
+import re
+import time as wallclock
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +59,7 @@ import numpy as np
 
 from solver.errors import RunFileError
 from solver.grid import Grid
+from solver.io.safe_files import fsync_path
 from solver.text import first_line, with_unit
 
 log = logging.getLogger(__name__)
@@ -58,9 +71,43 @@ RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml", "checkpoints")
 
 # ------------------------------------------------------------------------------ writing
 
+LIBVER = "latest"  # object headers, B-trees and the superblock checksummed; needed for SWMR
+_SERIES_FLUSH_SECONDS = 1.0  # readers see time-series records at most this late
+_H5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+
+
+def _attr(value: Any) -> Any:
+    """Text as fixed-length UTF-8 bytes: stored inside the checksummed object header (h5py's
+    variable-length strings live in HDF5's global heap, which has no checksum)."""
+    return np.bytes_(value.encode("utf-8")) if isinstance(value, str) else value
+
+
+def as_os_error(exc: BaseException, path: Path) -> OSError:
+    """An h5py error (OSError or RuntimeError, the errno buried in its text) as a plain OSError."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return OSError(exc.errno, exc.strerror, str(path))
+    found = _H5_ERRNO.search(str(exc))
+    if found:
+        return OSError(int(found.group(1)), found.group(2), str(path))
+    return OSError(errno.EIO, first_line(exc), str(path))
+
 
 class RunWriter:
-    """Appends snapshots and time-series records to one HDF5 file (h5py imported lazily)."""
+    """Appends snapshots and time-series records to one HDF5 file (h5py imported lazily).
+
+    The file is built as a temporary beside `path` (created with O_EXCL: an existing file
+    or a planted link is never opened for writing), with every dataset it will hold, then
+    switched to HDF5's single-writer/multiple-reader mode (SWMR) and renamed over `path`:
+    from then on readers (`load_run`, `tumorsim plot`, h5py with swmr=True) may open it
+    while the run writes. A record is published by its time entry: the values are written
+    (and flushed) first, the time last, so a reader never sees a time without its values.
+    `series` names every time series the run will record (SWMR cannot add datasets later).
+
+    A failed write (disk full) abandons the file: HDF5's descriptor is pointed at
+    /dev/null so that closing it (now or at exit) cannot touch the disk or crash on the
+    half-written state; what is on disk stays as it was at the last flush, which SWMR keeps
+    readable. The error is raised as an OSError naming the cause.
+    """
 
     def __init__(
         self,
@@ -72,150 +119,169 @@ class RunWriter:
         compression: str = "gzip",
         maps: dict[str, np.ndarray] | None = None,
         units: dict[str, str] | None = None,
+        series: Iterable[str] = (),
     ) -> None:
         import h5py
 
         self.path = Path(path)
-        self.units = units or {}  # dataset name -> unit, stored as its `units` attribute
-        self.species = species
-        self.file = h5py.File(self.path, "w")
-        for key, value in attrs.items():
-            self.file.attrs[key] = value
-        comp = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}.get(
-            compression, {}
-        )
-        fields = self.file.create_group("fields", track_order=True)  # species in model order
-        fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
-        for name in species:
-            fields.create_dataset(
-                name,
-                shape=(0,) + grid.shape,
-                maxshape=(None,) + grid.shape,
-                chunks=(1,) + grid.shape,
-                dtype=dtype,
-                shuffle=bool(comp),
-                **comp,
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        file = h5py.File(temporary, "x", libver=LIBVER)
+        self._adopt(file, species, units)
+        try:
+            for key, value in attrs.items():
+                file.attrs[key] = _attr(value)
+            comp = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}.get(
+                compression, {}
             )
-            if self.units.get(name):
-                fields[name].attrs["units"] = self.units[name]
-        group = self.file.create_group("maps")
-        for name, array in (maps or {}).items():
-            group.create_dataset(name, data=array, chunks=grid.shape, **comp)
-        series = self.file.create_group("timeseries")
-        series.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+            fields = file.create_group("fields", track_order=True)  # species in model order
+            for name in species:
+                fields.create_dataset(name, shape=(0,) + grid.shape, maxshape=(None,) + grid.shape,
+                                      chunks=(1,) + grid.shape, dtype=dtype, shuffle=bool(comp), fletcher32=True,
+                                      **comp)
+                if self.units.get(name):
+                    fields[name].attrs["units"] = _attr(self.units[name])
+            fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,), fletcher32=True)
+            group = file.create_group("maps")
+            for name, array in (maps or {}).items():
+                group.create_dataset(name, data=array, chunks=grid.shape, fletcher32=True, **comp)
+            timeseries = file.create_group("timeseries", track_order=True)
+            timeseries.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,),
+                                      fletcher32=True)
+            for name in series:
+                ds = timeseries.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,),
+                                               fletcher32=True)
+                if self.units.get(name):
+                    ds.attrs["units"] = _attr(self.units[name])
+                self.series[name] = ds
+            self._publish(temporary)
+        except BaseException as exc:
+            self.abandon()
+            temporary.unlink(missing_ok=True)
+            if isinstance(exc, (OSError, RuntimeError)):
+                raise as_os_error(exc, self.path) from None
+            raise
+
+    def _adopt(self, file: Any, species: tuple[str, ...], units: dict[str, str] | None) -> None:
+        self.file = file
+        self.species = species
+        self.units = units or {}  # dataset name -> unit, stored as its `units` attribute
         self.series: dict[str, Any] = {}
+        self.abandoned = False
+        self._series_flushed = wallclock.monotonic()
+
+    def _publish(self, temporary: Path) -> None:
+        """Enter SWMR mode, then rename the finished temporary over the run file."""
+        self.file.flush()
+        self.file.swmr_mode = True
+        os.replace(temporary, self.path)
+        fsync_path(self.path.parent, directory=True)
 
     @classmethod
-    def resume(
-        cls,
-        path: Path,
-        species: tuple[str, ...],
-        n_series: int,
-        n_snapshots: int,
-        t: float,
-        note: dict[str, Any] | None = None,
-        units: dict[str, str] | None = None,
-    ) -> RunWriter:
-        """Reopen a run's file to continue it from a checkpoint taken at time t.
-
-        The checkpoint was written when the file held `n_series` time-series records
-        and `n_snapshots` snapshots; records after those (written after the checkpoint)
-        are removed. `note` is appended to the JSON list in the `resumed_json` attribute.
-        Nothing is changed unless the file holds at least those records, all at times
-        up to t.
-
-        Raises:
-            RunFileError: the file is missing, unreadable, not a tumorsim run, or holds
-                fewer records than the checkpoint expects.
-        """
-        import h5py
-
-        path = Path(path)
-        if not path.is_file():
-            raise RunFileError(f"cannot resume: {str(path)!r} is missing (the checkpoint continues that file)")
-        try:
-            with h5py.File(path, "r") as file:  # checked read-only first: a refused file is not touched
-                cls._check_resumable(file, path, species, n_series, n_snapshots, t)
-            file = h5py.File(path, "r+")
-        except OSError as exc:
-            raise RunFileError(
-                f"cannot resume: {str(path)!r} cannot be opened (damaged, or not HDF5?): {first_line(exc)}"
-            ) from None
-        for group, n in (("timeseries", n_series), ("fields", n_snapshots)):
-            for ds in file[group].values():
-                if ds.shape[0] > n:
-                    ds.resize((n,) + ds.shape[1:])
-        notes = json.loads(file.attrs.get("resumed_json", "[]"))
-        file.attrs["resumed_json"] = json.dumps([*notes, note or {"t": t}])
-        file.flush()
+    def adopt(cls, file: Any, path: Path, species: tuple[str, ...], units: dict[str, str] | None,
+              temporary: Path) -> RunWriter:
+        """A writer for a file built elsewhere (solver/io/run_resume.py) at `temporary`,
+        published as `path` here."""
         writer = cls.__new__(cls)
-        writer.path, writer.units, writer.species, writer.file = path, units or {}, species, file
+        writer.path = Path(path)
+        writer._adopt(file, species, units)
         writer.series = {name: ds for name, ds in file["timeseries"].items() if name != "time"}
-        return writer
-
-    @staticmethod
-    def _check_resumable(
-        file: Any, path: Path, species: tuple[str, ...], n_series: int, n_snapshots: int, t: float
-    ) -> None:
         try:
-            series_t = file["timeseries/time"][()]
-            snap_t = file["fields/time"][()]
-            missing = [s for s in species if s not in file["fields"]]
-        except (KeyError, OSError) as exc:
-            raise RunFileError(f"cannot resume: {str(path)!r} is not laid out as a tumorsim run: {first_line(exc)}") from None
-        if missing:
-            raise RunFileError(f"cannot resume: {str(path)!r} has no snapshots of species {', '.join(missing)}")
-        for what, times, n in (("time-series records", series_t, n_series), ("snapshots", snap_t, n_snapshots)):
-            if len(times) < n or np.any(times[:n] > t):
-                raise RunFileError(
-                    f"cannot resume: {str(path)!r} holds {len(times)} {what}, not the {n} up to t = {t:g} "
-                    "that the checkpoint was written after (was the file replaced or cut short?)"
-                )
+            writer._publish(temporary)
+        except (OSError, RuntimeError) as exc:
+            writer.abandon()
+            temporary.unlink(missing_ok=True)
+            raise as_os_error(exc, writer.path) from None
+        return writer
 
     @property
     def counts(self) -> tuple[int, int]:
         """(time-series records, snapshots) written so far."""
         return self.file["timeseries/time"].shape[0], self.file["fields/time"].shape[0]
 
+    def _guarded(self, action: Any) -> None:
+        if self.abandoned:
+            raise OSError(errno.EIO, "the run file was abandoned after a failed write", str(self.path))
+        try:
+            action()
+        except (OSError, RuntimeError) as exc:
+            self.abandon()
+            raise as_os_error(exc, self.path) from None
+
     def flush(self) -> None:
-        """Hand everything written so far to the operating system."""
+        """Hand everything written so far to the operating system (every record published)."""
+        self._guarded(self._flush_all)
+
+    def fsync(self) -> None:
+        """flush(), then the file's data on the disk (before a checkpoint that counts its records)."""
+        self._guarded(lambda: (self._flush_all(), os.fsync(self.file.id.get_vfd_handle())))
+
+    def _flush_all(self) -> None:
+        for ds in self.series.values():
+            ds.flush()
+        self.file["timeseries/time"].flush()
         self.file.flush()
+        self._series_flushed = wallclock.monotonic()
 
     def write_snapshot(self, t: float, fields: np.ndarray) -> None:
-        group = self.file["fields"]
-        n = group["time"].shape[0]
-        group["time"].resize((n + 1,))
-        group["time"][n] = t
-        for i, name in enumerate(self.species):
-            ds = group[name]
-            ds.resize((n + 1,) + ds.shape[1:])
-            ds[n] = fields[i]
-        self.file.flush()
+        def write() -> None:
+            group = self.file["fields"]
+            n = group["time"].shape[0]
+            for i, name in enumerate(self.species):
+                ds = group[name]
+                ds.resize((n + 1,) + ds.shape[1:])
+                ds[n] = fields[i]
+                ds.flush()
+            group["time"].resize((n + 1,))
+            group["time"][n] = t
+            group["time"].flush()  # published: readers now see this snapshot
+            self.file.flush()
+
+        self._guarded(write)
 
     def write_series(self, t: float, values: dict[str, float]) -> None:
-        group = self.file["timeseries"]
-        n = group["time"].shape[0]
-        group["time"].resize((n + 1,))
-        group["time"][n] = t
-        for name, value in values.items():
-            ds = self.series.get(name)
-            if ds is None:
-                ds = group.create_dataset(name, shape=(n,), maxshape=(None,), dtype="f8", chunks=(1024,))
-                ds[:] = np.nan  # a series that starts late is NaN before its first record
-                if self.units.get(name):
-                    ds.attrs["units"] = self.units[name]
-                self.series[name] = ds
-            ds.resize((n + 1,))
-            ds[n] = value
-        for name, ds in self.series.items():  # a series missing from this record: NaN, same length
-            if name not in values:
+        """One record of every series declared at creation (a series missing from `values`
+        is NaN in it); flushed for readers at most every second."""
+        unknown = [name for name in values if name not in self.series]
+        if unknown:
+            raise RunFileError(f"{self.path}: time series {', '.join(unknown)} were not declared when the file "
+                               "was created")
+
+        def write() -> None:
+            group = self.file["timeseries"]
+            n = group["time"].shape[0]
+            for name, ds in self.series.items():
                 ds.resize((n + 1,))
-                ds[n] = np.nan
+                ds[n] = values.get(name, np.nan)
+            group["time"].resize((n + 1,))
+            group["time"][n] = t
+            if wallclock.monotonic() - self._series_flushed >= _SERIES_FLUSH_SECONDS:
+                self._flush_all()
+
+        self._guarded(write)
+
+    def abandon(self) -> None:
+        """Give up the file after a failed write: HDF5's descriptor is pointed at /dev/null
+        and the file closed, so nothing of HDF5's broken state reaches the disk or crashes at
+        exit. Idempotent."""
+        if getattr(self, "abandoned", False):
+            return
+        self.abandoned = True
+        try:
+            if self.file.id.valid:
+                null = os.open(os.devnull, os.O_RDWR)
+                try:
+                    os.dup2(null, self.file.id.get_vfd_handle())
+                finally:
+                    os.close(null)
+                self.file.close()
+        except Exception as exc:  # nothing more can be done; the disk copy is as last flushed
+            log.debug("closing the abandoned %s: %s", self.path, first_line(exc))
 
     def close(self) -> None:
         """Close the file (the run then writes the XDMF sidecar beside it: solver/io/xdmf.py)."""
-        if self.file.id.valid:
-            self.file.close()
+        if self.abandoned or not self.file.id.valid:
+            return
+        self._guarded(lambda: (self._flush_all(), self.file.close()))
 
     def __enter__(self) -> RunWriter:
         return self
@@ -223,7 +289,13 @@ class RunWriter:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if kind is None:
+            self.close()
+            return
+        try:  # an error is on its way out: close quietly, never replace it with another
+            self.close()
+        except OSError as error:
+            log.warning("closing %s: %s", self.path, error)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -523,6 +595,25 @@ def resolve_run_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def open_run_file(path: Path) -> Any:
+    """A run file opened read-only, also while a run writes it (swmr=True).
+
+    Raises:
+        RunFileError: missing, locked by a writer that is not in SWMR mode, or not HDF5.
+    """
+    import h5py
+
+    if not path.is_file():
+        raise RunFileError(f"run file not found: {path}")
+    try:
+        return h5py.File(path, "r", swmr=True)
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN or "unable to lock file" in str(exc):
+            raise RunFileError(f"{path} is open for writing in another process (an HDF5 file lock): close it "
+                               "there first") from None
+        raise RunFileError(f"cannot open {path} as HDF5: {first_line(exc)}") from None
+
+
 class _open:
     """Open a run file read-only, turning h5py's OSError into a one-line RunFileError."""
 
@@ -531,14 +622,7 @@ class _open:
         self.fh: Any = None
 
     def __enter__(self) -> Any:
-        import h5py
-
-        if not self.path.is_file():
-            raise RunFileError(f"run file not found: {self.path}")
-        try:
-            self.fh = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise RunFileError(f"cannot open {self.path} as HDF5: {exc}") from exc
+        self.fh = open_run_file(self.path)
         return self.fh
 
     def __exit__(self, *exc: object) -> None:
@@ -606,13 +690,16 @@ def _read_series(fh: Any, h5_path: Path) -> tuple[np.ndarray, dict[str, np.ndarr
     for name in group:
         if name == "time":
             continue
-        values = np.asarray(group[name][...], dtype=np.float64)
-        if values.ndim != 1 or values.size != time.size:
+        ds = group[name]
+        shape = getattr(ds, "shape", None)
+        # a live run writes the time last: a series may be one record ahead
+        values = np.asarray(ds[: time.size] if shape is not None and len(shape) == 1 else [], dtype=np.float64)
+        if shape is None or len(shape) != 1 or values.size != time.size:
             log.warning(
                 "%s: /timeseries/%s has shape %s, not (%d,); skipped",
                 h5_path,
                 name,
-                values.shape,
+                shape,
                 time.size,
             )
             continue
