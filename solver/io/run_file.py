@@ -274,7 +274,7 @@ class RunWriter:
                 finally:
                     os.close(null)
                 self.file.close()
-        except Exception as exc:  # nothing more can be done; the disk copy is as last flushed
+        except (OSError, RuntimeError, ValueError) as exc:  # nothing more to do: the disk holds the last flush
             log.debug("closing the abandoned %s: %s", self.path, first_line(exc))
 
     def close(self) -> None:

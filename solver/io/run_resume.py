@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -35,6 +36,8 @@ from solver.errors import RunFileError
 from solver.hdf5_safety import outside_references
 from solver.io.run_file import LIBVER, RunWriter, _attr, as_os_error
 from solver.text import first_line, format_bytes
+
+log = logging.getLogger(__name__)
 
 
 def resume_run_file(
@@ -211,5 +214,5 @@ def _drop(file: Any) -> None:
             finally:
                 os.close(null)
             file.close()
-    except Exception:  # noqa: BLE001 - the temporary is removed next
-        pass
+    except (OSError, RuntimeError, ValueError) as exc:  # the temporary is removed next
+        log.debug("closing the abandoned %s: %s", getattr(file, "filename", "?"), first_line(exc))

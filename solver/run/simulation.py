@@ -68,6 +68,8 @@ from solver.io.run_resume import resume_run_file
 from solver.io.safe_files import write_file
 from solver.io.xdmf import write_xdmf
 from solver.model import build_model
+from solver.run.clock import CheckpointClock
+from solver.run.guard import check_record, check_state
 from solver.run.plan import RunPlan, log_choice, make_plan
 from solver.run.resources import (
     MemoryEstimate,
@@ -76,8 +78,6 @@ from solver.run.resources import (
     estimate_memory,
     free_device_memory,
 )
-from solver.run.clock import CheckpointClock
-from solver.run.guard import check_record, check_state
 from solver.run.signals import StopRequest, signal_name
 from solver.timing import contains_sorted, merge_times
 
@@ -456,7 +456,7 @@ class Simulation:
                 writer.fsync()  # run.h5 on disk holds every record the checkpoint counts
             self._checked(state, record_peak=False)  # never checkpoint a state that blew up
             check_state(self.model, state.systemic.get_state(), diagnostics.get_state(), state.fields.t,
-                        state.fields.step, self._resume_hint())
+                        state.fields.step, self._resume_hint(blow_up=True))
             n_series, n_snapshots = writer.counts
             f = state.fields
             ck = Checkpoint(
@@ -503,7 +503,8 @@ class Simulation:
                     with self._writing(writer, t_event):
                         if contains_sorted(series_times, t_event):
                             record = self.record(state, stats, diagnostics)
-                            check_record(self.model, record, t_event, state.fields.step, self._resume_hint())
+                            check_record(self.model, record, t_event, state.fields.step,
+                                         self._resume_hint(blow_up=True))
                             writer.write_series(t_event, record)
                         if contains_sorted(snapshot_times, t_event):
                             writer.write_snapshot(t_event, backend.to_host(state.fields.u))
@@ -549,14 +550,17 @@ class Simulation:
     def _sidecar(writer: RunWriter) -> Iterator[None]:
         """The XDMF sidecar written beside run.h5 once the writer has closed it (also when
         the run stops early), so ParaView can open what is there."""
+        failed = True
         try:
             yield
+            failed = False
         finally:
             if writer.path.is_file() and not writer.abandoned:
                 try:
                     write_xdmf(writer.path)
                 except (OSError, TumorsimError) as exc:  # derived from run.h5: never worth losing the run for
-                    log.warning("could not write the XDMF sidecar of %s: %s", writer.path, exc)
+                    (log.debug if failed else log.warning)("could not write the XDMF sidecar of %s: %s",
+                                                           writer.path, exc)
 
     @contextmanager
     def _writing(self, writer: RunWriter, t: float) -> Iterator[None]:
@@ -569,21 +573,21 @@ class Simulation:
                 f"writing {writer.path} failed at t = {t:.6g}: {exc.strerror or exc}{self._resume_hint()}"
             ) from None
 
-    def _resume_hint(self) -> str:
+    def _resume_hint(self, blow_up: bool = False) -> str:
         if self.last_checkpoint is None:
-            return ""
-        return (f"; last good checkpoint: {self.last_checkpoint} (continue with --resume); a resume may lower "
-                "time.dt or time.safety")
+            return "; no checkpoint yet: start again" + (" with a lower time.dt or time.safety" if blow_up else "")
+        return f"; last good checkpoint: {self.last_checkpoint} (continue with --resume)" + (
+            "; a resume may lower time.dt or time.safety" if blow_up else "")
 
     def _step_to(self, state: RunningState, t_event: float, after_step: Callable[[FieldState], bool]) -> bool:
         """advance(), with a blow-up error naming the last good checkpoint."""
         try:
             return self.advance(state, t_event, after_step)
         except SimulationError as exc:
-            raise SimulationError(f"{exc}{self._resume_hint()}") from None
+            raise SimulationError(f"{exc}{self._resume_hint(blow_up=True)}") from None
 
     def _checked(self, state: RunningState, record_peak: bool = True):
         try:
             return state.integrator.check(state.fields, record_peak)
         except SimulationError as exc:
-            raise SimulationError(f"{exc}{self._resume_hint()}") from None
+            raise SimulationError(f"{exc}{self._resume_hint(blow_up=True)}") from None
