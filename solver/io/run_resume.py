@@ -215,4 +215,4 @@ def _drop(file: Any) -> None:
                 os.close(null)
             file.close()
     except (OSError, RuntimeError, ValueError) as exc:  # the temporary is removed next
-        log.debug("closing the abandoned %s: %s", getattr(file, "filename", "?"), first_line(exc))
+        log.debug("closing an abandoned run file: %s", first_line(exc))  # (a closed File has no name)
