@@ -412,15 +412,16 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             f"(truncated or corrupt?): {first_line(exc)}"
         ) from None
     with f:
-        if f.attrs.get("format") != FORMAT:
+        try:
+            kind, version = f.attrs.get("format"), int(f.attrs.get("format_version", -1))
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError):  # its metadata is damaged
+            kind, version = None, -1
+        sealed = data.startswith(_DIGEST_MAGIC)  # a format-2 file, whatever else happened to it
+        if kind != FORMAT and not sealed:
             raise CheckpointError(
                 f"{str(path)!r} is not a tumorsim checkpoint (no format={FORMAT!r} attribute)"
             )
-        try:
-            version = int(f.attrs.get("format_version", -1))
-        except (OSError, RuntimeError, ValueError, TypeError):
-            version = -1
-        if version != FORMAT_VERSION:
+        if kind == FORMAT and version != FORMAT_VERSION:
             older = " (no checksum over its whole state; finish that run with the tumorsim that wrote it, " \
                 "or start it again)" if 0 <= version < FORMAT_VERSION else ""
             raise CheckpointError(

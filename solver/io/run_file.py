@@ -21,6 +21,7 @@ Layout:
     /fields/<species>                 (n_snapshots, nx, ny, nz), chunked (1, nx, ny, nz)
     /maps/<name>                      (nx, ny, nz) static maps (e.g. the vessel map w)
     /timeseries/time, /timeseries/<name>   (n_records,) float64
+    /attributes_sha256                (32,) uint8: SHA-256 of the root attributes (attributes_digest)
     each dataset: a `units` attribute where the model gives one; a fletcher32 checksum
     root attributes: tumorsim_version, backend, device, name, config_json,
                      grid_shape, grid_spacing, length_unit, time_unit, dt, dt_limited_by,
@@ -43,6 +44,7 @@ read and closed at once, so a RunData holds no open handle. Grid convention: cel
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -74,6 +76,36 @@ RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml", "checkpoints")
 LIBVER = "latest"  # object headers, B-trees and the superblock checksummed; needed for SWMR
 _SERIES_FLUSH_SECONDS = 1.0  # readers see time-series records at most this late
 _H5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+
+
+ATTRIBUTES_DIGEST = "attributes_sha256"  # a dataset: root attributes live where HDF5 has no checksum
+_UNSEALED = ("resumed_json",)  # root attributes a resume changes
+
+
+def attributes_digest(attrs: Mapping[str, Any]) -> np.ndarray:
+    """SHA-256 of a run file's root attributes (JSON texts compared as parsed, key order
+    aside; resumed_json left out), as 32 bytes for a checksummed dataset.
+
+    HDF5 keeps more than a few attributes of one object in its "dense" storage, a fractal
+    heap whose blocks carry no checksum: a flipped bit in config_json would go unnoticed.
+    The digest, in a fletcher32 dataset, makes it noticed (solver/io/run_resume.py)."""
+    canonical = {}
+    for key in sorted(attrs):
+        if key in _UNSEALED:
+            continue
+        value = attrs[key]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str) and key.endswith("_json"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (np.ndarray, np.generic)):
+            value = [str(np.asarray(value).dtype), np.asarray(value).tolist()]
+        canonical[key] = value
+    text = json.dumps(canonical, sort_keys=True, default=str)
+    return np.frombuffer(hashlib.sha256(text.encode("utf-8")).digest(), dtype=np.uint8)
 
 
 def _attr(value: Any) -> Any:
@@ -130,6 +162,8 @@ class RunWriter:
         try:
             for key, value in attrs.items():
                 file.attrs[key] = _attr(value)
+            file.create_dataset(ATTRIBUTES_DIGEST, data=attributes_digest(dict(file.attrs)), chunks=(32,),
+                                fletcher32=True)
             comp = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}.get(
                 compression, {}
             )
@@ -596,7 +630,7 @@ def resolve_run_path(path: str | os.PathLike[str]) -> Path:
 
 
 def open_run_file(path: Path) -> Any:
-    """A run file opened read-only, also while a run writes it (swmr=True).
+    """A run file opened read-only, also while a run writes it (then as an SWMR reader).
 
     Raises:
         RunFileError: missing, locked by a writer that is not in SWMR mode, or not HDF5.
@@ -606,7 +640,12 @@ def open_run_file(path: Path) -> Any:
     if not path.is_file():
         raise RunFileError(f"run file not found: {path}")
     try:
-        return h5py.File(path, "r", swmr=True)
+        try:
+            return h5py.File(path, "r")  # fails fast on a damaged checksum
+        except OSError as exc:
+            if "already open for write" not in str(exc):
+                raise
+        return h5py.File(path, "r", swmr=True)  # a run writes it (or was killed while it did)
     except OSError as exc:
         if exc.errno == errno.EAGAIN or "unable to lock file" in str(exc):
             raise RunFileError(f"{path} is open for writing in another process (an HDF5 file lock): close it "

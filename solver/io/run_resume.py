@@ -7,8 +7,8 @@ Public API:
 A checkpoint taken at time t counts the records run.h5 held then (n_series time-series
 records, n_snapshots snapshots). Resuming keeps exactly those and drops any written after
 the checkpoint, so the continued file has no gap and no duplicate. The old file is never
-modified: it is opened read-only (as an SWMR reader, which also works on the file of a
-run killed while it wrote), checked, and copied record by record into a new file beside
+modified: it is opened read-only (as an SWMR reader when a run killed in SWMR mode left
+it marked open for writing), checked, and copied record by record into a new file beside
 it, which is renamed over it when complete. So a refused or failed resume leaves run.h5
 as it was, the file of a run that was SIGKILLed in SWMR mode (which HDF5 will not reopen
 for writing) continues, and every record kept is read back through its checksum.
@@ -34,7 +34,7 @@ import numpy as np
 
 from solver.errors import RunFileError
 from solver.hdf5_safety import outside_references
-from solver.io.run_file import LIBVER, RunWriter, _attr, as_os_error
+from solver.io.run_file import ATTRIBUTES_DIGEST, LIBVER, RunWriter, _attr, as_os_error, attributes_digest
 from solver.text import first_line, format_bytes
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def resume_run_file(
     if not path.is_file():
         raise RunFileError(f"cannot resume: {quoted} is missing (the checkpoint continues that file)")
     try:
-        old = h5py.File(path, "r", swmr=True)
+        old = _open_read_only(path)
     except OSError as exc:
         if exc.errno == errno.EAGAIN or "unable to lock file" in str(exc):
             raise RunFileError(f"cannot resume: {quoted} is open in another process that holds an HDF5 lock on it "
@@ -103,6 +103,21 @@ def resume_run_file(
         raise RunFileError(f"cannot resume: publishing the rewritten {quoted} failed: {exc.strerror}") from None
 
 
+def _open_read_only(path: Path) -> Any:
+    """The old run file, read-only: as a plain reader (which fails fast on a damaged
+    checksum), or as an SWMR reader when a run killed in SWMR mode left the file marked
+    open for writing (an SWMR reader retries a failed checksum for a long time, since a
+    live writer may be mid-write)."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if "already open for write" not in str(exc):
+            raise
+    return h5py.File(path, "r", swmr=True)
+
+
 def _damaged(path: Path, exc: BaseException) -> RunFileError:
     return RunFileError(
         f"cannot resume: {str(path)!r} is damaged ({first_line(exc)}); the checkpoints are intact, but the "
@@ -118,6 +133,10 @@ def _check_resumable(
     outside = outside_references(file)
     if outside is not None:
         raise RunFileError(f"cannot resume: {quoted} reaches outside itself ({outside}); not a tumorsim run file")
+    if ATTRIBUTES_DIGEST not in file or not np.array_equal(file[ATTRIBUTES_DIGEST][()],
+                                                             attributes_digest(dict(file.attrs))):
+        raise RunFileError(f"cannot resume: {quoted} is damaged (its attributes do not match their SHA-256) or was "
+                           "not written by this version of tumorsim; start the run again (--overwrite)")
     if "run_hash" not in file.attrs:
         raise RunFileError(f"cannot resume: {quoted} has no run_hash (not written by this version of tumorsim); "
                            "start the run again")
@@ -177,6 +196,8 @@ def _copy(old: Any, new: Any, n_series: int, n_snapshots: int, note: dict[str, A
     attrs["resumed_json"] = json.dumps([*notes, note])
     write(lambda: [new.attrs.__setitem__(key, _attr(_text(v) if isinstance(v, (bytes, str)) else v))
                    for key, v in attrs.items()])
+    digest = read(lambda: old[ATTRIBUTES_DIGEST][()])
+    write(lambda: new.create_dataset(ATTRIBUTES_DIGEST, data=digest, chunks=(32,), fletcher32=True))
     for group_name, n in (("fields", n_snapshots), ("maps", None), ("timeseries", n_series)):
         source = read(lambda g=group_name: old[g])
         target = write(lambda g=group_name: new.create_group(g, track_order=True))

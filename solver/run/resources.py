@@ -30,15 +30,16 @@ class MemoryEstimate:
     reaction and stencil expressions; CuPy: one fused kernel, so only the diagnostics'
     float64 temporaries). On the host: the static fields the Simulation keeps (initial
     fields in the run's dtype, maps in float64 and in the run's dtype), the float64
-    temporaries the stability bound is evaluated on (freed before stepping), and one
-    copy of the fields for each snapshot or checkpoint written.
+    temporaries the stability bound is evaluated on (freed before stepping), and two
+    copies of the fields while a snapshot or checkpoint is written (the host copy, and the
+    checkpoint's HDF5 image, built in memory: solver/io/checkpoint.py).
     """
 
     fields: int
     maps: int
     scratch: int
     setup: int  # host, while the Simulation is built (before any backend is chosen)
-    host_output: int  # host copy of the fields for a snapshot or checkpoint
+    host_output: int  # host copies of the fields while a snapshot or checkpoint is written
 
     @property
     def device(self) -> int:
@@ -69,7 +70,7 @@ def estimate_memory(
     # bytes per cell in float32; this errs on the safe side by about a quarter.
     kept = (n_species + n_maps) * cells * size + n_maps * cells * 8
     bound = (2 * n_species + 2 * n_maps + 14) * cells * 8
-    return MemoryEstimate(fields, maps, scratch, kept + bound, n_species * cells * size)
+    return MemoryEstimate(fields, maps, scratch, kept + bound, 2 * n_species * cells * size)
 
 
 def _read_int(path: str) -> int | None:
