@@ -1,7 +1,8 @@
 """What a run writes: the run file, checkpoints, the XDMF sidecar and the run folder.
 
 Public API (by module):
-    run_file     RUN_FILE, RUN_PRODUCTS, RunWriter, load_run, RunData, read_layout, open_run_file
+    run_file     RUN_FILE, RUN_PRODUCTS, load_run, RunData, read_layout, open_run_file (the layout)
+    run_writer   RunWriter: run.h5 written (SWMR for live readers), abandoned after a failed write
     run_resume   resume_run_file(...): run.h5 continued from a checkpoint, checked and rewritten
     checkpoint   Checkpoint, write_checkpoint, read_checkpoint, find_checkpoint, ...
     xdmf         write_xdmf(h5_path)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from solver.errors import CheckpointError, SimulationError
 from solver.io.lock import FolderLock
-from solver.io.run_file import RUN_FILE, RUN_PRODUCTS
+from solver.io.run_file import RUN_PRODUCTS
 from solver.io.safe_files import refuse_symlink
+
+_PICTURES = ("final_state.png", "timeseries.png")
 
 
 def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:
@@ -81,8 +83,9 @@ def claim_run_folder(folder: Path, new_run: bool, overwrite: bool) -> FolderLock
             prepare_run_folder(folder, overwrite)
         for name in RUN_PRODUCTS:
             refuse_symlink(folder / name, "output file" if name != "checkpoints" else "output folder")
-        for stale in folder.glob(f".{RUN_FILE}.*.tmp"):
-            stale.unlink(missing_ok=True)
+        for name in (*RUN_PRODUCTS, *_PICTURES):  # temporaries of writers that were killed
+            for stale in folder.glob(f".{name}.*.tmp*"):
+                stale.unlink(missing_ok=True)
     except BaseException:
         lock.release()
         raise

@@ -34,7 +34,14 @@ import numpy as np
 
 from solver.errors import RunFileError
 from solver.hdf5_safety import outside_references
-from solver.io.run_file import ATTRIBUTES_DIGEST, LIBVER, RunWriter, _attr, as_os_error, attributes_digest
+from solver.io.run_writer import (
+    ATTRIBUTES_DIGEST,
+    LIBVER,
+    RunWriter,
+    _attr,
+    as_os_error,
+    attributes_digest,
+)
 from solver.text import first_line, format_bytes
 
 log = logging.getLogger(__name__)

@@ -62,9 +62,10 @@ from solver.io.checkpoint import (
     write_checkpoint,
 )
 from solver.io.lock import FolderLock
-from solver.io.run_file import RUN_FILE, RunWriter
+from solver.io.run_file import RUN_FILE
 from solver.io.run_folder import claim_run_folder, prepare_run_folder, resume_run_folder
 from solver.io.run_resume import resume_run_file
+from solver.io.run_writer import RunWriter
 from solver.io.safe_files import write_file
 from solver.io.xdmf import write_xdmf
 from solver.model import build_model
