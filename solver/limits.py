@@ -70,7 +70,9 @@ def limit(name: str) -> int:
 
 def refuse(name: str) -> str:
     """'at most N allowed (raise the limit with TUMORSIM_MAX_<NAME>)', the end of a refusal."""
-    return f"at most {limit(name):.6g} allowed (raise the limit with {LIMITS[name].variable(name)})"
+    most = limit(name)
+    shown = str(most) if most < 10**7 else f"{most:.6g}"
+    return f"at most {shown} allowed (raise the limit with {LIMITS[name].variable(name)})"
 
 
 def read_bounded_text(path: str | os.PathLike[str], name: str) -> str:

@@ -73,7 +73,7 @@ def load_yaml(text: str) -> Any:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except RecursionError:
-        raise YAMLLimitError(f"nested too deeply; {refuse('yaml_depth')} levels") from None
+        raise YAMLLimitError(f"nested too deeply to be read (levels of nesting: {refuse('yaml_depth')})") from None
     _check_size(data)
     return data
 

@@ -19,11 +19,8 @@ tests/test_reliability.py.
 from __future__ import annotations
 
 import copy
-import fcntl
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -222,10 +219,6 @@ def alias_bomb(levels: int = 9) -> str:
 
 def deep_yaml(depth: int) -> str:
     return "name: tiny\nmodel: " + "[" * depth + "]" * depth + "\n"
-
-
-def series_then(*parts: str) -> str:
-    return " + ".join(parts)
 
 
 # ---------------------------------------------------------------------------- the table

@@ -406,7 +406,7 @@ def test_the_memory_check_reads_this_process_cgroup(tmp_path: Path) -> None:
 
 def test_run_h5_is_on_the_disk_before_each_checkpoint_that_counts_it(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import solver.run.simulation as simulation
+    from solver.run import simulation
 
     events: list[Any] = []
     fsync, write_checkpoint = os.fsync, simulation.write_checkpoint

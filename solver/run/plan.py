@@ -102,7 +102,7 @@ def make_plan(config: RunConfig, model: Model, grid: Grid, static: StaticFields)
     series = output_times(end, series_every)
     if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
         dt = series_every
-    check_steps(end, dt, "time.dt" if time.dt != "auto" else f"auto: set by {choice.bound.limited_by}")
+    check_steps(end, dt, "as configured" if time.dt != "auto" else f"auto: set by {choice.bound.limited_by}")
     schedule = model.schedule
     doses = tuple(t for t in (schedule.event_times() if schedule else ()) if 0.0 <= t <= end)
     events = merge_times([0.0, *snaps, *series, *doses])
