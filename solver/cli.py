@@ -7,10 +7,12 @@ unexpected exception is a bug in tumorsim: it is reported as one line
 `tumorsim: internal error: ...` (exit status 70), with the traceback logged only
 under --verbose.
 
-`run` stops cleanly on SIGINT or SIGTERM: it finishes the current step, writes a
+`run` stops cleanly on SIGINT, SIGTERM or SIGUSR1: it finishes the current step, writes a
 checkpoint, prints the command that resumes it and exits with 128 + the signal
-number (130, 143). `run --resume [CHECKPOINT|latest]` continues a run; `run
---dry-run` prints the plan, memory, output size and a runtime estimate.
+number (130, 143, 138). `run --resume [CHECKPOINT|latest|auto]` continues a run (auto:
+from the latest checkpoint if there is one, else from the start: a batch job requeued
+with its own command line); `run --dry-run` prints the plan, memory, output size and a
+runtime estimate. `plot --follow` redraws a running run's time series as records arrive.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
     if args.dry_run:
         return _dry_run(sim)
+    if args.resume == "auto":
+        args.resume = _resume_or_start(sim)
     print(
         f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
         f"{sim.plan.integrator.name} order {sim.plan.order}, {sim.plan.step_summary(4)}, bound set by "
@@ -118,6 +122,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         for path in _final_pictures(summary.run_file):
             print(f"       {path}")
     return 0
+
+
+def _resume_or_start(sim) -> str | None:
+    """--resume auto: "latest" when the folder holds a checkpoint; else None (start), and a
+    run there without one (killed before its first checkpoint) is replaced."""
+    from solver.io.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    if list_checkpoints(sim.out_dir / CHECKPOINT_DIR):
+        return "latest"
+    print(f"tumorsim: --resume auto: no checkpoint in {sim.out_dir}, starting the run", file=sys.stderr)
+    sim.overwrite = True
+    return None
 
 
 def resume_command(args: argparse.Namespace, out_dir: Path, checkpoint: Path) -> str:
@@ -239,10 +255,45 @@ def cmd_animate(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from solver.viz import plot_timeseries
 
+    if args.follow:
+        return _follow(args)
     out = plot_timeseries(args.run, args.output or _beside(args.run, "timeseries.png"),
                           series=_list_arg(args.series), logy=args.log or None)
     print(f"plot: {out}")
     return 0
+
+
+def _follow(args: argparse.Namespace) -> int:
+    """Redraw the plot every --every seconds while the run's folder is locked by a live run
+    (solver/io/lock.py), and once more after it ends; Ctrl-C stops following."""
+    from solver.errors import RunFileError
+    from solver.io.lock import lock_holder
+    from solver.viz import load_run, plot_timeseries
+
+    if args.every <= 0:
+        raise ConfigError(f"--every must be > 0 seconds, got {args.every:g}")
+    path = Path(args.run)
+    folder = path if path.is_dir() else path.parent
+    out = args.output or _beside(args.run, "timeseries.png")
+    shown_records = -1
+    while True:
+        running = lock_holder(folder) is not None
+        try:
+            run = load_run(args.run)
+        except RunFileError:
+            if not running:
+                raise
+            run = None  # not written yet
+        if run is not None and run.series_time.size and run.series_time.size != shown_records:
+            plot_timeseries(run, out, series=_list_arg(args.series), logy=args.log or None)
+            shown_records = run.series_time.size
+            print(f"plot: {out} ({shown_records} records, t = {run.series_time[-1]:g}"
+                  f"{', running' if running else ''})", flush=True)
+        if not running:
+            if shown_records < 0:
+                raise RunFileError(f"{args.run} holds no time-series records")
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -307,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-        help="continue the run in the output folder from a checkpoint file, or 'latest' (the default)",
+        help="continue the run in the output folder from a checkpoint file, 'latest' (the default), or "
+             "'auto' (the latest checkpoint if there is one, else start: for batch jobs that are requeued)",
     )
     run.add_argument(
         "--dry-run", action="store_true",
@@ -345,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", help="figure file (default: timeseries.png beside the run)")
     plot.add_argument("--series", help="comma-separated series names (default: the key diagnostics)")
     plot.add_argument("--log", action="store_true", help="logarithmic y axes")
+    plot.add_argument("--follow", action="store_true",
+                      help="redraw as the run records (while it runs), then exit when it ends")
+    plot.add_argument("--every", type=float, default=10.0, metavar="SECONDS",
+                      help="with --follow: seconds between redraws (default 10)")
     plot.set_defaults(func=cmd_plot)
 
     compare = sub.add_parser("compare", help="overlay the time series of several runs (treatment arms)")
@@ -376,7 +432,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _error(message: object, status: int) -> int:
-    print(f"tumorsim: error: {one_line(message)}", file=sys.stderr)
+    text = one_line(message)
+    if len(text) > 2000:  # a message never echoes a huge value whole
+        text = text[:1000] + " ... " + text[-200:]
+    print(f"tumorsim: error: {text}", file=sys.stderr)
     return status
 
 
@@ -389,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # NumPy's RuntimeWarnings (overflow, invalid value) are symptoms: the guards and checks
+    # report their cause in one line (a non-finite initial value, a blow-up with its cell).
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:
         return args.func(args)
     except (ConfigError, CheckpointError) as exc:
@@ -402,7 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         print("tumorsim: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        return _error("out of memory (is the grid too large for this machine?)", 1)
+        return _error("out of memory: this machine cannot hold what the config asks for ('tumorsim run --dry-run "
+                      "CONFIG' estimates a run's memory)", 1)
+    except RecursionError:
+        return _error("the input is nested too deeply to be processed (RecursionError)", 2)
+    except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:  # arithmetic on the config's numbers
+        if args.verbose:
+            log.exception("arithmetic error")
+        return _error(f"a number of the config overflows or is divided by zero ({type(exc).__name__}: "
+                      f"{one_line(exc)}); check its magnitudes (time.end, output intervals, grid, parameters)", 2)
     except OSError as exc:  # disk full, permission denied... while writing the run
         return _error(exc, 1)
     except Exception as exc:  # a bug in tumorsim, not in the input: say so, in one line

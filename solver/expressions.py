@@ -3,6 +3,7 @@
 Public API:
     parse_expression(text, allowed_names, where) -> sympy.Expr
     parse_condition(text, allowed_names, where) -> sympy boolean (for diagnostics `where:`)
+    check_expression_size(expr, where)   refuse an expression past the symbolic-work limits
     FUNCTIONS: the function names an expression may call.
 
 The text is parsed with Python's `ast` (syntax only, nothing executed) and the
@@ -13,6 +14,13 @@ and `a if cond else b` (becomes a sympy Piecewise), `and`/`or` inside conditions
 Results that no float could hold are refused while parsing: a division by zero,
 a complex value, or a power of two numbers too large for a float (`9**9**9`, which
 sympy would otherwise try to compute exactly).
+
+The symbolic work an expression causes is bounded (solver/limits.py): its nodes, the
+operands of min() and max() (the derivative of max(a1, ..., an) that the stability bound
+takes grows steeply with n: 16 operands about 4 s, 30 about 28 s), and the terms its
+products give when multiplied out (the loss-rate split expands them). Each is checked on
+the text as written and, by check_expression_size, on the expression with every
+definition substituted.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from collections.abc import Callable, Iterable
 import sympy as sp
 
 from solver.errors import ExpressionError
+from solver.limits import limit, refuse
 from solver.text import shown
 
 
@@ -127,6 +136,7 @@ def parse_expression(text: str | float, allowed_names: Iterable[str], where: str
         raise ExpressionError(f"{where}: malformed expression {_shown(text)} ({exc})") from None
     except (RecursionError, MemoryError):
         raise ExpressionError(f"{where}: expression {_shown(text)} is nested too deeply") from None
+    _check_written_size(tree, where, text)
     converter = _Converter(set(allowed_names), where, text)
     try:
         expr = converter.convert(tree.body)
@@ -140,6 +150,63 @@ def parse_expression(text: str | float, allowed_names: Iterable[str], where: str
     if expr.has(sp.I):
         raise converter.fail("a complex value (e.g. sqrt or log of a negative number)")
     return expr
+
+
+def _check_written_size(tree: ast.AST, where: str, text: str) -> None:
+    """Refuse, before sympy sees it, an expression with too many nodes or min/max operands."""
+    nodes = operands = 0
+    for node in ast.walk(tree):
+        nodes += 1
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max"):
+            operands += len(node.args)
+    if nodes > limit("expression_nodes"):
+        raise ExpressionError(f"{where}: expression {_shown(text)} has {nodes} nodes; {refuse('expression_nodes')}")
+    if operands > limit("minmax_operands"):
+        raise ExpressionError(f"{where}: expression {_shown(text)} gives min()/max() {operands} operands in all; "
+                              f"{refuse('minmax_operands')}")
+
+
+def check_expression_size(expr: sp.Basic, where: str) -> None:
+    """Refuse an expression (definitions substituted) past the symbolic-work limits: its
+    nodes as a tree, its min/max operands, and the terms its products multiply out to.
+
+    Shared subexpressions (a definition used twice) count at each use, as the code printers
+    and derivatives see them; the walk itself visits each distinct subexpression once.
+
+    Raises:
+        ExpressionError: one line naming `where`, the measure and its limit.
+    """
+    cap = 1 << 62
+    sizes: dict[sp.Basic, tuple[int, int, int]] = {}
+    worst_terms = 0
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, done = stack.pop()
+        if node in sizes:
+            continue
+        if not done:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in sizes)
+            continue
+        children = [sizes[a] for a in node.args]
+        nodes = min(cap, 1 + sum(c[0] for c in children))
+        operands = min(cap, sum(c[1] for c in children) + (len(node.args) if isinstance(node, (sp.Min, sp.Max)) else 0))
+        if isinstance(node, sp.Add):
+            terms = min(cap, sum(c[2] for c in children))
+        elif isinstance(node, sp.Mul):
+            terms = 1
+            for c in children:
+                terms = min(cap, terms * c[2])
+        else:
+            terms = 1
+        worst_terms = max(worst_terms, terms)
+        sizes[node] = (nodes, operands, terms)
+    nodes, operands, _ = sizes[expr]
+    for name, value, what in (("expression_nodes", nodes, "nodes"), ("minmax_operands", operands, "min()/max() operands"),
+                              ("expanded_terms", worst_terms, "terms when its products are multiplied out")):
+        if value > limit(name):
+            raise ExpressionError(f"{where}: with its definitions substituted the expression has {value:.6g} {what}; "
+                                  f"{refuse(name)}")
 
 
 def _shown(text: object) -> str:

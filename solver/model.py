@@ -32,7 +32,7 @@ import sympy as sp
 
 from solver.config import FileSource, PKConfig, RunConfig, TumourSource, VesselSource
 from solver.errors import ConfigError
-from solver.expressions import parse_condition, parse_expression
+from solver.expressions import check_expression_size, parse_condition, parse_expression
 from solver.grid import AXES, BoundaryConditions
 from solver.systemic.pk import PlasmaPK, half_life_to_rate
 from solver.systemic.schedule import DoseSpec, Schedule, expand_schedule
@@ -288,9 +288,24 @@ def build_model(config: RunConfig) -> Model:
             )
         )
     diagnostics = _diagnostics(mc, reaction_names, {**param_syms, **definitions})
+    _check_sizes(species, systemic, diagnostics)
     schedule = _schedule(config, agent_names)
     _check_periodic_consistency(species)
     return Model(tuple(species), params, maps, config.base_dir, systemic, agents, schedule, diagnostics)
+
+
+def _check_sizes(species: list[Species], systemic: tuple[SystemicVariable, ...],
+                 diagnostics: tuple[Diagnostic, ...]) -> None:
+    """Every expression the backends and the stability bound work on, within the limits on
+    symbolic work (solver/limits.py), with its definitions substituted."""
+    for s in species:
+        check_expression_size(s.reaction, f"model.species.{s.name}.reaction")
+    for v in systemic:
+        check_expression_size(v.rate, f"model.systemic.{v.name}.rate")
+    for d in diagnostics:
+        for part, expr in (("expression", d.expr), ("where", d.where)):
+            if expr is not None:
+                check_expression_size(expr, f"model.diagnostics.{d.name} ({part})")
 
 
 def _check_distinct(groups: dict[str, list[str]]) -> None:

@@ -7,6 +7,7 @@ Public API:
     output_times(end, every) -> list  0, every, 2 every, ... and end
     merge_times(times) -> list        sorted, times within the tolerance of each other merged
     contains_time(times, t) -> bool
+    contains_sorted(times, t) -> bool   the same for sorted times, by bisection (a run's records)
 
 Steps land exactly on every record and dose time: the interval between two such
 times is cut into steps_between(a, b, dt) equal steps. Every module that decides
@@ -16,8 +17,9 @@ clock) uses these functions, so they cannot disagree by a rounding.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 TIME_RTOL = 1e-12
 
@@ -61,3 +63,10 @@ def merge_times(times: Iterable[float]) -> list[float]:
 def contains_time(times: Iterable[float], t: float) -> bool:
     """Whether one of `times` is `t` (within the tolerance)."""
     return any(abs(t - s) <= time_tolerance(t) for s in times)
+
+
+def contains_sorted(times: Sequence[float], t: float) -> bool:
+    """contains_time for sorted `times`, in log time (a run looks up each of its records)."""
+    tol = time_tolerance(t)
+    i = bisect.bisect_left(times, t - tol)
+    return i < len(times) and abs(times[i] - t) <= tol

@@ -1,9 +1,16 @@
-"""YAML as tumorsim reads it: safe (no Python objects), no duplicate keys, 1e-3 a float.
+"""YAML as tumorsim reads it: safe (no Python objects), no duplicate keys, 1e-3 a float,
+and of bounded size.
 
 Public API:
     load_yaml(text) -> Any
+    YAMLLimitError          a document past a limit of solver/limits.py (a yaml.YAMLError)
 
 A leaf module: the config and the built-in model files are both read through it.
+
+Aliases (`*a`) make a document's value a graph whose expansion can be exponential in its
+text (9 lists of 9 aliases each: 9^9 values in a few hundred bytes); every consumer (the
+validation, error messages, JSON for the checkpoint hash) walks the expansion. So the
+expansion is counted once here, stopping at the limit, and nesting is bounded too.
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ import re
 from typing import Any
 
 import yaml
+
+from solver.limits import limit, refuse
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML document nested too deeply or expanding (through aliases) to too many values."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -53,9 +66,35 @@ def load_yaml(text: str) -> Any:
     """Parse YAML safely (no Python objects), refusing duplicate keys, 1e-3 read as a float.
 
     Raises:
+        YAMLLimitError: nested deeper than limit("yaml_depth") or expanding to more than
+            limit("yaml_values") values (aliases expanded).
         yaml.YAMLError: malformed YAML or a key written twice.
     """
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise YAMLLimitError(f"nested too deeply to be read (levels of nesting: {refuse('yaml_depth')})") from None
+    _check_size(data)
+    return data
+
+
+def _check_size(data: Any) -> None:
+    """Count the values of `data` as its consumers see them (each alias expanded), stopping
+    at the limits: the cost is bounded by the limit, not by the expansion."""
+    max_values, max_depth = limit("yaml_values"), limit("yaml_depth")
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > max_values:
+            raise YAMLLimitError(f"expands to more than {max_values} values (are aliases *name repeating a "
+                                 f"large part?); {refuse('yaml_values')}")
+        if isinstance(value, (dict, list)):
+            if depth >= max_depth:
+                raise YAMLLimitError(f"nested more than {max_depth} levels deep; {refuse('yaml_depth')}")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ PACKAGE = REPO / "solver"
 
 # Lowest layer first; a name stands for the module and everything below it.
 LAYERS = [
-    ["solver", "solver.errors", "solver.text", "solver.timing", "solver.yaml_loader", "solver.package_data"],
+    ["solver", "solver.errors", "solver.text", "solver.timing", "solver.limits", "solver.yaml_loader",
+     "solver.package_data", "solver.hdf5_safety"],
     ["solver.expressions", "solver.grid", "solver.systemic"],
     ["solver.builtin_models"],
     ["solver.config"],
@@ -38,9 +39,7 @@ LAYERS = [
     ["solver.cli", "solver.__main__"],
 ]
 # Modules allowed past about 600 lines, with the reason.
-LONG_MODULES = {
-    "solver.io.run_file": "the whole run-file format, written and read, in one place",
-}
+LONG_MODULES: dict[str, str] = {}
 MAX_LINES = 600
 
 

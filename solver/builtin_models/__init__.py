@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from solver.errors import ConfigError
+from solver.text import shown
 from solver.yaml_loader import deep_merge, load_yaml
 
 _DIR = Path(__file__).resolve().parent
@@ -29,10 +30,12 @@ def builtin_model_names() -> list[str]:
 
 def _model_file(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A model file with its `extends` chain resolved (model sections merged key by key)."""
-    path = _DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"builtin: no built-in model {name!r}; built-in models: {', '.join(builtin_model_names())}")
-    spec = load_yaml(path.read_text(encoding="utf-8"))
+    if not isinstance(name, str) or name not in builtin_model_names():  # a name, never a path
+        raise ConfigError(f"builtin: no built-in model {shown(name, 60)}; built-in models: "
+                          f"{', '.join(builtin_model_names())}")
+    spec = load_yaml((_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+        raise ConfigError(f"builtin: model file {name!r} does not hold a mapping with a model section")
     base_name = spec.get("extends")
     if base_name is None:
         return spec
@@ -58,9 +61,9 @@ def builtin_model(name: str, variant: str | None = None) -> dict[str, Any]:
     variants = spec.get("variants", {})
     chosen = variant if variant is not None else spec.get("default_variant")
     if chosen is not None:
-        if chosen not in variants:
+        if not isinstance(chosen, str) or chosen not in variants:
             valid = ", ".join(variants) or "(none)"
-            raise ConfigError(f"variant: {name} has no variant {chosen!r}; variants: {valid}")
+            raise ConfigError(f"variant: {name} has no variant {shown(chosen, 60)}; variants: {valid}")
         model["parameters"] = {**model.get("parameters", {}), **variants[chosen].get("parameters", {})}
     model["builtin"] = name
     model["variant"] = chosen
@@ -76,7 +79,7 @@ def with_builtin_model(data: dict[str, Any], source: str) -> dict[str, Any]:
     if not isinstance(model, dict) or model.get("builtin") is None:
         return data
     try:
-        base = builtin_model(str(model["builtin"]), model.get("variant"))
+        base = builtin_model(model["builtin"], model.get("variant"))
     except ConfigError as exc:
         raise ConfigError(f"{source}: model.{exc}") from None
     overrides = {k: v for k, v in model.items() if k not in ("builtin", "variant")}

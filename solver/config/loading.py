@@ -22,9 +22,10 @@ from solver.builtin_models import with_builtin_model
 from solver.config.messages import one_line_error
 from solver.config.sections import RunConfig
 from solver.errors import ConfigError
+from solver.limits import read_bounded_text
 from solver.package_data import data_dir
 from solver.text import first_line, shown
-from solver.yaml_loader import load_yaml
+from solver.yaml_loader import YAMLLimitError, load_yaml
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -36,14 +37,16 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config {str(path)!r} is a folder; expected a YAML file")
-    if not path.is_file():
+    if not path.exists():  # a FIFO or /dev/stdin (`tumorsim run <(...)`) is read like a file
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded_text(path, "config_bytes")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {str(path)!r}: {first_line(str(exc))}") from None
     try:
         data = load_yaml(text)
+    except YAMLLimitError as exc:
+        raise ConfigError(f"{path}: the YAML {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -40,6 +40,7 @@ from solver.config.sources import Source
 from solver.config.types import Cells, Expression, KeyedValueError, Number, PositiveFloat, not_bool
 from solver.errors import ConfigError
 from solver.expressions import FUNCTIONS
+from solver.text import shown
 
 # Names the solver itself gives meaning to; a species, parameter or map may not take them.
 RESERVED_NAMES = frozenset({"t", "x", "y", "z", "dt"} | set(FUNCTIONS))
@@ -121,6 +122,15 @@ class GridConfig(_Section):
     shape: tuple[Cells, Cells, Cells]
     spacing: Spacing = 1.0
     length_unit: str = ""
+
+    @field_validator("spacing", mode="after")
+    @classmethod
+    def _spacing_in_float_range(cls, value: Any) -> Any:
+        """Cell volumes and 1/h^2 must be finite, normal floats (1e-200 would make them 0 and inf)."""
+        for h in (value,) if isinstance(value, (int, float)) else value:
+            if not 1e-30 <= h <= 1e30:
+                raise ValueError(f"{h!r} is out of range; allowed: [1e-30, 1e30] (choose the length unit to suit)")
+        return value
 
     @property
     def spacing3(self) -> tuple[float, float, float]:
@@ -385,7 +395,7 @@ class RunConfig(_Section):
     def _check_run_name(cls, value: str) -> str:
         if not _RUN_NAME_RE.match(value):
             raise ValueError(
-                f"{value!r} is not allowed: it names the output folder, so use 1 to 100 letters, "
+                f"{shown(value, 60)} is not allowed: it names the output folder, so use 1 to 100 letters, "
                 "digits, '.', '_' or '-', starting with a letter or digit"
             )
         return value

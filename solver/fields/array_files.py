@@ -6,7 +6,10 @@ Public API:
     MAP_FILE_EXTENSIONS                 the extensions read_array reads
 
 .npy files are read without pickles; an HDF5 file may hold one dataset (then its name
-may be omitted) or several (then `dataset` names one).
+may be omitted) or several (then `dataset` names one). The shape and dtype a file declares
+are checked before its values are read (a header may claim 1e15 cells), and an HDF5 file
+that reaches outside itself (external links, external storage, virtual datasets:
+solver/hdf5_safety.py) is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from solver.errors import ConfigError
+from solver.hdf5_safety import outside_references
 
 MAP_FILE_EXTENSIONS: tuple[str, ...] = (".npy", ".h5", ".hdf5")
 
@@ -71,13 +75,9 @@ def read_array(
                 f"{label} is a .npy file, which has no datasets; "
                 f"dataset = {dataset!r} applies only to .h5/.hdf5 files"
             )
-        array = _read_npy(file, label)
+        array = _read_npy(file, label, grid_shape)
     else:
-        array, label = _read_hdf5(file, dataset, label)
-    if array.dtype.kind not in "biuf":
-        raise ConfigError(f"{label} has dtype {array.dtype}; a real numeric array is required")
-    if tuple(array.shape) != grid_shape:
-        raise ConfigError(f"{label} has shape {tuple(array.shape)}; the grid is {grid_shape}")
+        array, label = _read_hdf5(file, dataset, label, grid_shape)
     array = np.ascontiguousarray(array, dtype=np.float64)
     check_values(array, label)
     return array
@@ -100,8 +100,29 @@ def check_values(array: np.ndarray, label: str) -> None:
         )
 
 
-def _read_npy(file: Path, label: str) -> np.ndarray:
-    """Load a .npy array without pickles."""
+def _check_declared(label: str, shape: tuple[int, ...], dtype: np.dtype, grid_shape: tuple[int, ...]) -> None:
+    """Refuse, before reading any value, a dtype that is not real numbers or a shape not the grid's."""
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ConfigError(f"{label} has dtype {dtype}; a real numeric array is required")
+    if tuple(shape) != grid_shape:
+        raise ConfigError(f"{label} has shape {tuple(shape)}; the grid is {grid_shape}")
+
+
+def _read_npy(file: Path, label: str, grid_shape: tuple[int, ...]) -> np.ndarray:
+    """Load a .npy array without pickles, once its header has declared the grid's shape."""
+    try:
+        with open(file, "rb") as fp:
+            version = np.lib.format.read_magic(fp)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(fp)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        with open(file, "rb") as fp:
+            zipped = fp.read(2) == b"PK"
+        if zipped:
+            raise ConfigError(f"{label} is not a single .npy array (it is a .npz archive)") from None
+        raise ConfigError(f"{label} could not be read as a .npy array ({_folded(exc)})") from None
+    _check_declared(label, shape, np.dtype(dtype), grid_shape)
     try:
         array = np.load(file, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -111,7 +132,7 @@ def _read_npy(file: Path, label: str) -> np.ndarray:
     return array
 
 
-def _read_hdf5(file: Path, dataset: str | None, label: str) -> tuple[np.ndarray, str]:
+def _read_hdf5(file: Path, dataset: str | None, label: str, grid_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
     """Read one dataset of an HDF5 file; returns it and a label naming the dataset."""
     try:
         import h5py
@@ -122,6 +143,10 @@ def _read_hdf5(file: Path, dataset: str | None, label: str) -> tuple[np.ndarray,
     except OSError as exc:
         raise ConfigError(f"{label} could not be opened as HDF5 ({_folded(exc)})") from exc
     with handle:
+        outside = outside_references(handle)
+        if outside is not None:
+            raise ConfigError(f"{label} reaches outside itself ({outside}); tumorsim reads only "
+                              "self-contained HDF5 files")
         names: list[str] = []
         handle.visititems(
             lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None
@@ -142,7 +167,12 @@ def _read_hdf5(file: Path, dataset: str | None, label: str) -> tuple[np.ndarray,
                 raise ConfigError(
                     f"{label} has no dataset '{dataset}'; datasets present: {present}"
                 )
-        array = np.asarray(handle[key][()])
+        ds = handle[key]
+        _check_declared(f"{label} dataset '{key}'", ds.shape, ds.dtype, grid_shape)
+        try:
+            array = np.asarray(ds[()])
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(f"{label} dataset '{key}' could not be read ({_folded(exc)})") from None
     return array, f"{label} dataset '{key}'"
 
 

@@ -5,7 +5,9 @@ Public API:
                                                 the run's dtype (n_species, nx, ny, nz)
         .maps_as(dtype) -> ndarray              the maps for the device (one map of zeros
                                                 when the model has none: kernels take a pointer)
-    build_static_fields(model, grid, dtype) -> StaticFields
+    build_static_fields(model, grid, dtype) -> StaticFields   refuses values the dtype cannot hold
+                                                and negative initial values of nonnegative species
+    check_fits_dtype(values, dtype, where)
     evaluate_source(source, grid, maps, where, base_dir) -> ndarray (float64)
 
 A Simulation builds its StaticFields once and hands them to everything that needs them
@@ -50,10 +52,28 @@ def build_static_fields(model: Model, grid: Grid, dtype: np.dtype | type) -> Sta
     maps = np.empty((len(model.maps),) + grid.shape, dtype=np.float64)
     for i, (name, spec) in enumerate(model.maps.items()):
         maps[i] = evaluate_source(spec, grid, None, f"model.maps.{name}", model.base_dir, model)
+        check_fits_dtype(maps[i], dtype, f"model.maps.{name}")
     initial = np.empty((len(model.species),) + grid.shape, dtype=dtype)
     for i, s in enumerate(model.species):
-        initial[i] = evaluate_source(s.initial, grid, maps, f"model.species.{s.name}.initial", model.base_dir, model)
+        where = f"model.species.{s.name}.initial"
+        values = evaluate_source(s.initial, grid, maps, where, model.base_dir, model)
+        check_fits_dtype(values, dtype, where)
+        if s.nonnegative and values.min() < 0:
+            cell = tuple(int(c) for c in np.unravel_index(int(np.argmin(values)), values.shape))
+            raise ConfigError(f"{where}: value {values[cell]:.6g} at cell {cell} is negative; species {s.name} "
+                              "is nonnegative (nonnegative: false allows negative values)")
+        initial[i] = values
     return StaticFields(maps, initial)
+
+
+def check_fits_dtype(values: np.ndarray, dtype: np.dtype | type, where: str) -> None:
+    """Refuse finite float64 values that the run's dtype cannot hold (1e39 in float32 is inf)."""
+    largest = float(np.finfo(dtype).max)
+    peak = float(np.max(np.abs(values))) if values.size else 0.0
+    if peak > largest:
+        cell = tuple(int(c) for c in np.unravel_index(int(np.argmax(np.abs(values))), values.shape))
+        raise ConfigError(f"{where}: value {values[cell]:.6g} at cell {cell} overflows {np.dtype(dtype)} (largest "
+                          f"{largest:.3g}); use precision: float64, or units that make it smaller")
 
 
 def evaluate_source(
@@ -74,7 +94,10 @@ def evaluate_source(
         values.update({name: maps[i] for i, name in enumerate(model.map_names)})
     symbols = sorted(spec.free_symbols, key=str)
     fn = sp.lambdify(symbols, spec, modules="numpy")
-    result = np.broadcast_to(np.asarray(fn(*(values[str(s)] for s in symbols)), dtype=np.float64), grid.shape)
+    with np.errstate(all="ignore"):  # a non-finite value is reported below, naming the cell
+        result = np.broadcast_to(np.asarray(fn(*(values[str(s)] for s in symbols)), dtype=np.float64), grid.shape)
     if not np.all(np.isfinite(result)):
-        raise ConfigError(f"{where}: the expression gives non-finite values on the grid")
+        cell = tuple(int(c) for c in np.argwhere(~np.isfinite(result))[0])
+        raise ConfigError(f"{where}: the expression gives {result[cell]} at cell {cell} (x, y, z = "
+                          f"{', '.join(f'{float(grid.centres(a).reshape(-1)[cell[a]]):.6g}' for a in range(3))})")
     return result

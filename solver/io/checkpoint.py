@@ -10,7 +10,9 @@ Public API:
     remove_partial_writes(folder) -> list[Path]
     physics_config(resolved) -> dict            the keys of a resolved config that set the answer
     config_hash(physics) -> str
+    run_hash(physics, maps_sha256) -> str       a run's identity: physics without the step size, maps
     config_differences(old, new) -> list[str]   "key (checkpoint: a, config: b)"
+    only_step_size(differences) -> bool         all of them time.dt, time.safety or dt
     array_sha256(array) -> str
     CHECKPOINT_DIR                              "checkpoints", inside the run folder
 
@@ -25,7 +27,10 @@ and device. Nothing
 else is random: generated vessel maps come from their seed, and the hash of the
 maps catches a map file that changed.
 
-Layout of DIR/checkpoints/checkpoint-<step, 12 digits>.h5:
+Layout of DIR/checkpoints/checkpoint-<step, 12 digits>.h5 (HDF5, newest format):
+    user block (512 bytes)  "tumorsim-checkpoint sha256 <hex>": the SHA-256 of every byte
+                            after the user block, so of every dataset, attribute and
+                            piece of HDF5 metadata (HDF5 itself ignores a user block)
     /fields                 (n_species, nx, ny, nz), the run's dtype, fletcher32 checksum
     /systemic/y             systemic ODE values (float64)
     /systemic/pk/<agent>    plasma PK compartments (float64)
@@ -37,19 +42,24 @@ Layout of DIR/checkpoints/checkpoint-<step, 12 digits>.h5:
                             guard_peak (per species, the largest |value| the guard saw),
                             next_event, n_series, n_snapshots, species (JSON),
                             physics_json, config_hash, maps_sha256, backend,
-                            device, reason, written_at
+                            device, reason, written_at, run_hash (that of the run.h5
+                            this checkpoint continues: solver/io/run_file.py)
+    every non-empty dataset has a fletcher32 checksum too
 
-Atomic write: the file is written as a hidden temporary in the same folder,
-closed (h5py flushes), fsynced, renamed over the final name with os.replace,
-and the folder is fsynced. A crash or SIGKILL at any moment leaves either the
-old set of checkpoints or the new one, never a half-written checkpoint under a
-checkpoint's name; a disk-full error removes the temporary and leaves the
-earlier checkpoints as they were.
+Atomic write: the whole file is built in memory (HDF5's core driver: HDF5 never writes
+to the disk, so a full disk cannot leave HDF5 in a broken state), digested, and written
+as a new hidden temporary in the same folder (O_EXCL | O_NOFOLLOW: never through a
+link), fsynced, renamed over the final name with os.replace, and the folder is fsynced.
+A crash or SIGKILL at any moment leaves either the old set of checkpoints or the new one,
+never a half-written checkpoint under a checkpoint's name; a disk-full error removes the
+temporary and leaves the earlier checkpoints as they were. Reading checks the digest
+before anything of the file is used: a flipped bit anywhere is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -63,13 +73,20 @@ from typing import Any
 import numpy as np
 
 from solver.errors import CheckpointError, SimulationError
+from solver.hdf5_safety import outside_references
+from solver.io.safe_files import fsync_path
 from solver.text import first_line
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT = "tumorsim-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the whole file under a SHA-256 digest, and run_hash
+_USERBLOCK = 512
+_DIGEST_MAGIC = b"tumorsim-checkpoint sha256 "
+# Keys that set the step size only: a resume may change them (after a blow-up, with a
+# lower dt or safety factor); the continuation is then not bit-identical, and says so.
+STEP_SIZE_KEYS = ("dt", "time.dt", "time.safety")
 _NAME_RE = re.compile(r"^checkpoint-(\d{12})\.h5$")
 _PARTIAL_RE = re.compile(r"^\.checkpoint-\d{12}\.h5\.\d+\.tmp$")
 # Output keys that change neither the steps taken nor the values computed.
@@ -99,6 +116,7 @@ class Checkpoint:
     reason: str = "periodic"
     tumorsim_version: str = ""
     config_hash: str = ""
+    run_hash: str = ""  # run_hash(physics, maps_sha256): the run (its run.h5) this continues
     path: Path | None = field(default=None, compare=False)
 
 
@@ -122,6 +140,25 @@ def config_hash(physics: dict[str, Any]) -> str:
     """SHA-256 of the physics-relevant config as canonical JSON (sorted keys)."""
     text = json.dumps(physics, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_hash(physics: dict[str, Any], maps_sha256: str) -> str:
+    """The identity of a run, stored in its run.h5 and its checkpoints: the hash of its
+    physics without the step-size keys (kept through a resume with a lower dt) and of its
+    static maps. Two runs of one config and maps compute the same records (bit for bit on
+    one backend), so they may share it; a run of other physics (patient 10 instead of 9)
+    or other maps may not."""
+    out = json.loads(json.dumps(physics))
+    out.pop("dt", None)
+    if isinstance(out.get("time"), dict):
+        out["time"] = {k: v for k, v in out["time"].items() if k not in ("dt", "safety")}
+    out["maps_sha256"] = maps_sha256
+    return config_hash(out)
+
+
+def only_step_size(differences: list[str]) -> bool:
+    """Whether every difference (config_differences) is one of STEP_SIZE_KEYS."""
+    return all(d.split(" (", 1)[0] in STEP_SIZE_KEYS for d in differences)
 
 
 def array_sha256(array: np.ndarray) -> str:
@@ -220,18 +257,44 @@ def remove_checkpoints(folder: str | Path, after_step: int | None = None) -> lis
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    fsync_path(path, directory)
+
+
+def _write_contents(path: Path, ck: Checkpoint) -> None:
+    """Write the checkpoint's file at `path`, a new file (O_EXCL, O_NOFOLLOW; not atomic by
+    itself): the HDF5 image built in memory, under its digest."""
+    data = _image(ck)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
-        os.fsync(fd)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 
 
-def _write_contents(path: Path, ck: Checkpoint) -> None:
-    """Write the checkpoint's HDF5 file at `path` (not atomic by itself)."""
+def _digest_block(body: bytes) -> bytes:
+    """The user block that states the SHA-256 of everything after it."""
+    text = _DIGEST_MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n"
+    return text + b"\0" * (_USERBLOCK - len(text))
+
+
+def _checksummed(group: Any, name: str, data: np.ndarray, **options: Any) -> Any:
+    """A dataset with a fletcher32 checksum (HDF5 allows one only on chunked, non-empty data)."""
+    data = np.asarray(data)
+    if data.size == 0:
+        return group.create_dataset(name, data=data)
+    options.setdefault("chunks", True)
+    return group.create_dataset(name, data=data, fletcher32=True, **options)
+
+
+def _image(ck: Checkpoint) -> bytes:
+    """The checkpoint as the bytes of one HDF5 file, built in memory, digest included."""
     import h5py
 
-    with h5py.File(path, "w") as f:
+    f = h5py.File(f"checkpoint-{ck.step}-{id(ck)}", "w", driver="core", backing_store=False, libver="latest",
+                  userblock_size=_USERBLOCK)
+    with f:
         attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -249,6 +312,7 @@ def _write_contents(path: Path, ck: Checkpoint) -> None:
             "device": ck.device,
             "reason": ck.reason,
             "written_at": wallclock.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "run_hash": ck.run_hash,
         }
         if ck.segment is not None:
             t0, t1, n, k = ck.segment
@@ -260,21 +324,24 @@ def _write_contents(path: Path, ck: Checkpoint) -> None:
         for key, value in attrs.items():
             f.attrs[key] = value
         chunks = _chunks(ck.fields)
-        f.create_dataset("fields", data=ck.fields, chunks=chunks, fletcher32=chunks is not None)
+        _checksummed(f, "fields", ck.fields, chunks=chunks)
         systemic = f.create_group("systemic")
-        systemic.create_dataset("y", data=np.asarray(ck.systemic["y"], dtype=np.float64))
+        _checksummed(systemic, "y", np.asarray(ck.systemic["y"], dtype=np.float64))
         pk = systemic.create_group("pk", track_order=True)
         for agent, state in ck.systemic["pk"].items():
-            pk.create_dataset(agent, data=np.asarray(state, dtype=np.float64))
+            _checksummed(pk, agent, np.asarray(state, dtype=np.float64))
         diag = f.create_group("diagnostics")
         auc = ck.diagnostics.get("auc", {})
-        ds = diag.create_dataset("auc", data=np.array(list(auc.values()), dtype=np.float64))
+        ds = _checksummed(diag, "auc", np.array(list(auc.values()), dtype=np.float64))
         ds.attrs["names"] = json.dumps(list(auc))
         last = ck.diagnostics.get("last")
         values = last[1] if last is not None else {}
-        ds = diag.create_dataset("last", data=np.array(list(values.values()), dtype=np.float64))
+        ds = _checksummed(diag, "last", np.array(list(values.values()), dtype=np.float64))
         ds.attrs["names"] = json.dumps(list(values))
         ds.attrs["t"] = np.float64(last[0]) if last is not None else np.float64(np.nan)
+        f.flush()
+        body = f.id.get_file_image()  # the file after its user block
+    return _digest_block(body) + body
 
 
 def _chunks(fields: np.ndarray) -> tuple[int, ...] | None:
@@ -333,26 +400,46 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     path = Path(path)
     try:
-        f = h5py.File(path, "r")
+        with open(path, "rb") as stream:
+            data = stream.read()
     except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        f = h5py.File(io.BytesIO(data), "r")
+    except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read checkpoint {str(path)!r}: not a readable HDF5 file "
             f"(truncated or corrupt?): {first_line(exc)}"
         ) from None
     with f:
-        if f.attrs.get("format") != FORMAT:
+        try:
+            kind, version = f.attrs.get("format"), int(f.attrs.get("format_version", -1))
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError):  # its metadata is damaged
+            kind, version = None, -1
+        sealed = data.startswith(_DIGEST_MAGIC)  # a format-2 file, whatever else happened to it
+        if kind != FORMAT and not sealed:
             raise CheckpointError(
                 f"{str(path)!r} is not a tumorsim checkpoint (no format={FORMAT!r} attribute)"
             )
-        version = int(f.attrs.get("format_version", -1))
-        if version != FORMAT_VERSION:
+        if kind == FORMAT and version != FORMAT_VERSION:
+            older = " (no checksum over its whole state; finish that run with the tumorsim that wrote it, " \
+                "or start it again)" if 0 <= version < FORMAT_VERSION else ""
             raise CheckpointError(
-                f"checkpoint {str(path)!r} has format version {version}; this tumorsim "
+                f"checkpoint {str(path)!r} has format version {version}{older}; this tumorsim "
                 f"reads version {FORMAT_VERSION}"
             )
+        if data[:_USERBLOCK] != _digest_block(data[_USERBLOCK:]):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is damaged or incomplete: its bytes do not match the SHA-256 it was "
+                "written with; resume from another checkpoint"
+            )
+        outside = outside_references(f)
+        if outside is not None:
+            raise CheckpointError(f"checkpoint {str(path)!r} reaches outside itself ({outside}); not a tumorsim "
+                                  "checkpoint")
         try:
             return _read_contents(f, path)
-        except (KeyError, OSError, ValueError, TypeError) as exc:
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is damaged or incomplete: {first_line(exc)}"
             ) from None
@@ -394,5 +481,6 @@ def _read_contents(f: Any, path: Path) -> Checkpoint:
         reason=str(a.get("reason", "")),
         tumorsim_version=str(a["tumorsim_version"]),
         config_hash=str(a["config_hash"]),
+        run_hash=str(a["run_hash"]),
         path=path,
     )

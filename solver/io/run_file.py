@@ -1,15 +1,9 @@
-"""The run file, DIR/run.h5: its layout, written and read in this one module.
+"""The run file, DIR/run.h5: its layout, and reading it (solver/io/run_writer.py writes it,
+solver/io/run_resume.py continues it from a checkpoint).
 
 Public API:
     RUN_FILE, RUN_PRODUCTS                  "run.h5"; what a run writes into its folder
-    RunWriter(path, grid, species, dtype, attrs, compression, maps, units)  context manager
-        .write_snapshot(t, fields)          fields: host array (n_species, nx, ny, nz)
-        .write_series(t, values)            values: {name: float}
-        .flush()                            everything written so far, on disk (before a checkpoint)
-        .counts -> (n_series, n_snapshots)
-    RunWriter.resume(path, species, n_series, n_snapshots, t, note, units)
-        the file of a run resumed from a checkpoint at t: reopened for appending, with
-        every record written after the checkpoint removed (no gaps, no duplicates)
+    open_run_file(path) -> h5py.File        read-only, also while a run writes it (SWMR)
     load_run(path) -> RunData               metadata and time series; snapshots on demand
     RunData.field(name, index) / .map(name) / .time_index(time) / .field_range(name)
     read_layout(h5file, path) -> RunLayout  shapes, dtypes, times and spacing, checked
@@ -20,11 +14,20 @@ Layout:
     /fields/<species>                 (n_snapshots, nx, ny, nz), chunked (1, nx, ny, nz)
     /maps/<name>                      (nx, ny, nz) static maps (e.g. the vessel map w)
     /timeseries/time, /timeseries/<name>   (n_records,) float64
-    each dataset: a `units` attribute where the model gives one
+    /attributes_sha256                (32,) uint8: SHA-256 of the root attributes (attributes_digest)
+    each dataset: a `units` attribute where the model gives one; a fletcher32 checksum
     root attributes: tumorsim_version, backend, device, name, config_json,
                      grid_shape, grid_spacing, length_unit, time_unit, dt, dt_limited_by,
-                     dose_times_json, resumed_json (a list, one entry per resume)
+                     dose_times_json, resumed_json (a list, one entry per resume),
+                     run_hash (its physics and maps: solver/io/checkpoint.run_hash) that
+                     its checkpoints must match; text attributes as fixed-length UTF-8
+    HDF5's newest format (libver "latest"): its metadata carries checksums too
     run.xdmf beside the file (solver/io/xdmf.py) for ParaView
+
+Live reading: the writer keeps the file in SWMR mode, so readers opening it with
+swmr=True (every reader here does) see every published record while the run goes on; the
+number of snapshots is the length of /fields/time and of records that of
+/timeseries/time (a dataset may be one record ahead while it is written).
 
 Snapshots are read one at a time (each is one HDF5 chunk); the file is opened for each
 read and closed at once, so a RunData holds no open handle. Grid convention: cell
@@ -33,6 +36,7 @@ read and closed at once, so a RunData holds no open handle. Grid convention: cel
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -40,13 +44,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from solver.errors import RunFileError
-from solver.grid import Grid
 from solver.text import first_line, with_unit
 
 log = logging.getLogger(__name__)
@@ -54,176 +56,6 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.h5"
 # What a run writes into its folder; any of them present means the folder holds a run.
 RUN_PRODUCTS = (RUN_FILE, "run.xdmf", "config.yaml", "checkpoints")
-
-
-# ------------------------------------------------------------------------------ writing
-
-
-class RunWriter:
-    """Appends snapshots and time-series records to one HDF5 file (h5py imported lazily)."""
-
-    def __init__(
-        self,
-        path: Path,
-        grid: Grid,
-        species: tuple[str, ...],
-        dtype: np.dtype,
-        attrs: dict[str, Any],
-        compression: str = "gzip",
-        maps: dict[str, np.ndarray] | None = None,
-        units: dict[str, str] | None = None,
-    ) -> None:
-        import h5py
-
-        self.path = Path(path)
-        self.units = units or {}  # dataset name -> unit, stored as its `units` attribute
-        self.species = species
-        self.file = h5py.File(self.path, "w")
-        for key, value in attrs.items():
-            self.file.attrs[key] = value
-        comp = {"gzip": {"compression": "gzip", "compression_opts": 4}, "lzf": {"compression": "lzf"}}.get(
-            compression, {}
-        )
-        fields = self.file.create_group("fields", track_order=True)  # species in model order
-        fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
-        for name in species:
-            fields.create_dataset(
-                name,
-                shape=(0,) + grid.shape,
-                maxshape=(None,) + grid.shape,
-                chunks=(1,) + grid.shape,
-                dtype=dtype,
-                shuffle=bool(comp),
-                **comp,
-            )
-            if self.units.get(name):
-                fields[name].attrs["units"] = self.units[name]
-        group = self.file.create_group("maps")
-        for name, array in (maps or {}).items():
-            group.create_dataset(name, data=array, chunks=grid.shape, **comp)
-        series = self.file.create_group("timeseries")
-        series.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
-        self.series: dict[str, Any] = {}
-
-    @classmethod
-    def resume(
-        cls,
-        path: Path,
-        species: tuple[str, ...],
-        n_series: int,
-        n_snapshots: int,
-        t: float,
-        note: dict[str, Any] | None = None,
-        units: dict[str, str] | None = None,
-    ) -> RunWriter:
-        """Reopen a run's file to continue it from a checkpoint taken at time t.
-
-        The checkpoint was written when the file held `n_series` time-series records
-        and `n_snapshots` snapshots; records after those (written after the checkpoint)
-        are removed. `note` is appended to the JSON list in the `resumed_json` attribute.
-        Nothing is changed unless the file holds at least those records, all at times
-        up to t.
-
-        Raises:
-            RunFileError: the file is missing, unreadable, not a tumorsim run, or holds
-                fewer records than the checkpoint expects.
-        """
-        import h5py
-
-        path = Path(path)
-        if not path.is_file():
-            raise RunFileError(f"cannot resume: {str(path)!r} is missing (the checkpoint continues that file)")
-        try:
-            with h5py.File(path, "r") as file:  # checked read-only first: a refused file is not touched
-                cls._check_resumable(file, path, species, n_series, n_snapshots, t)
-            file = h5py.File(path, "r+")
-        except OSError as exc:
-            raise RunFileError(
-                f"cannot resume: {str(path)!r} cannot be opened (damaged, or not HDF5?): {first_line(exc)}"
-            ) from None
-        for group, n in (("timeseries", n_series), ("fields", n_snapshots)):
-            for ds in file[group].values():
-                if ds.shape[0] > n:
-                    ds.resize((n,) + ds.shape[1:])
-        notes = json.loads(file.attrs.get("resumed_json", "[]"))
-        file.attrs["resumed_json"] = json.dumps([*notes, note or {"t": t}])
-        file.flush()
-        writer = cls.__new__(cls)
-        writer.path, writer.units, writer.species, writer.file = path, units or {}, species, file
-        writer.series = {name: ds for name, ds in file["timeseries"].items() if name != "time"}
-        return writer
-
-    @staticmethod
-    def _check_resumable(
-        file: Any, path: Path, species: tuple[str, ...], n_series: int, n_snapshots: int, t: float
-    ) -> None:
-        try:
-            series_t = file["timeseries/time"][()]
-            snap_t = file["fields/time"][()]
-            missing = [s for s in species if s not in file["fields"]]
-        except (KeyError, OSError) as exc:
-            raise RunFileError(f"cannot resume: {str(path)!r} is not laid out as a tumorsim run: {first_line(exc)}") from None
-        if missing:
-            raise RunFileError(f"cannot resume: {str(path)!r} has no snapshots of species {', '.join(missing)}")
-        for what, times, n in (("time-series records", series_t, n_series), ("snapshots", snap_t, n_snapshots)):
-            if len(times) < n or np.any(times[:n] > t):
-                raise RunFileError(
-                    f"cannot resume: {str(path)!r} holds {len(times)} {what}, not the {n} up to t = {t:g} "
-                    "that the checkpoint was written after (was the file replaced or cut short?)"
-                )
-
-    @property
-    def counts(self) -> tuple[int, int]:
-        """(time-series records, snapshots) written so far."""
-        return self.file["timeseries/time"].shape[0], self.file["fields/time"].shape[0]
-
-    def flush(self) -> None:
-        """Hand everything written so far to the operating system."""
-        self.file.flush()
-
-    def write_snapshot(self, t: float, fields: np.ndarray) -> None:
-        group = self.file["fields"]
-        n = group["time"].shape[0]
-        group["time"].resize((n + 1,))
-        group["time"][n] = t
-        for i, name in enumerate(self.species):
-            ds = group[name]
-            ds.resize((n + 1,) + ds.shape[1:])
-            ds[n] = fields[i]
-        self.file.flush()
-
-    def write_series(self, t: float, values: dict[str, float]) -> None:
-        group = self.file["timeseries"]
-        n = group["time"].shape[0]
-        group["time"].resize((n + 1,))
-        group["time"][n] = t
-        for name, value in values.items():
-            ds = self.series.get(name)
-            if ds is None:
-                ds = group.create_dataset(name, shape=(n,), maxshape=(None,), dtype="f8", chunks=(1024,))
-                ds[:] = np.nan  # a series that starts late is NaN before its first record
-                if self.units.get(name):
-                    ds.attrs["units"] = self.units[name]
-                self.series[name] = ds
-            ds.resize((n + 1,))
-            ds[n] = value
-        for name, ds in self.series.items():  # a series missing from this record: NaN, same length
-            if name not in values:
-                ds.resize((n + 1,))
-                ds[n] = np.nan
-
-    def close(self) -> None:
-        """Close the file (the run then writes the XDMF sidecar beside it: solver/io/xdmf.py)."""
-        if self.file.id.valid:
-            self.file.close()
-
-    def __enter__(self) -> RunWriter:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 # ------------------------------------------------------------------------------ reading
@@ -523,6 +355,30 @@ def resolve_run_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def open_run_file(path: Path) -> Any:
+    """A run file opened read-only, also while a run writes it (then as an SWMR reader).
+
+    Raises:
+        RunFileError: missing, locked by a writer that is not in SWMR mode, or not HDF5.
+    """
+    import h5py
+
+    if not path.is_file():
+        raise RunFileError(f"run file not found: {path}")
+    try:
+        try:
+            return h5py.File(path, "r")  # fails fast on a damaged checksum
+        except OSError as exc:
+            if "already open for write" not in str(exc):
+                raise
+        return h5py.File(path, "r", swmr=True)  # a run writes it (or was killed while it did)
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN or "unable to lock file" in str(exc):
+            raise RunFileError(f"{path} is open for writing in another process (an HDF5 file lock): close it "
+                               "there first") from None
+        raise RunFileError(f"cannot open {path} as HDF5: {first_line(exc)}") from None
+
+
 class _open:
     """Open a run file read-only, turning h5py's OSError into a one-line RunFileError."""
 
@@ -531,14 +387,7 @@ class _open:
         self.fh: Any = None
 
     def __enter__(self) -> Any:
-        import h5py
-
-        if not self.path.is_file():
-            raise RunFileError(f"run file not found: {self.path}")
-        try:
-            self.fh = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise RunFileError(f"cannot open {self.path} as HDF5: {exc}") from exc
+        self.fh = open_run_file(self.path)
         return self.fh
 
     def __exit__(self, *exc: object) -> None:
@@ -606,13 +455,16 @@ def _read_series(fh: Any, h5_path: Path) -> tuple[np.ndarray, dict[str, np.ndarr
     for name in group:
         if name == "time":
             continue
-        values = np.asarray(group[name][...], dtype=np.float64)
-        if values.ndim != 1 or values.size != time.size:
+        ds = group[name]
+        shape = getattr(ds, "shape", None)
+        # a live run writes the time last: a series may be one record ahead
+        values = np.asarray(ds[: time.size] if shape is not None and len(shape) == 1 else [], dtype=np.float64)
+        if shape is None or len(shape) != 1 or values.size != time.size:
             log.warning(
                 "%s: /timeseries/%s has shape %s, not (%d,); skipped",
                 h5_path,
                 name,
-                values.shape,
+                shape,
                 time.size,
             )
             continue

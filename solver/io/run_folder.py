@@ -3,6 +3,8 @@
 Public API:
     prepare_run_folder(path, overwrite) -> Path     for a new run
     resume_run_folder(path) -> Path                 for a run resumed from a checkpoint
+    claim_run_folder(folder, new_run, overwrite) -> FolderLock
+                                                    the folder's lock, held for the whole run
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ import os
 from pathlib import Path
 
 from solver.errors import CheckpointError, SimulationError
+from solver.io.lock import FolderLock
 from solver.io.run_file import RUN_PRODUCTS
+from solver.io.safe_files import refuse_symlink
+
+_PICTURES = ("final_state.png", "timeseries.png")
 
 
 def prepare_run_folder(path: str | Path, overwrite: bool) -> Path:
@@ -60,3 +66,27 @@ def resume_run_folder(path: str | Path) -> Path:
     if not os.access(folder, os.W_OK):
         raise SimulationError(f"output folder {str(folder)!r} is not writable")
     return folder
+
+
+def claim_run_folder(folder: Path, new_run: bool, overwrite: bool) -> FolderLock:
+    """Lock the folder for this run (solver/io/lock.py); for a new run, check again under
+    the lock that it holds no run (unless overwrite), since one may have started meanwhile.
+    Temporaries of a run file whose writer was killed are removed.
+
+    Raises:
+        SimulationError: a run is in progress in the folder, a run appeared there, or one
+            of the run's files is a symbolic link.
+    """
+    lock = FolderLock(folder).acquire()
+    try:
+        if new_run:
+            prepare_run_folder(folder, overwrite)
+        for name in RUN_PRODUCTS:
+            refuse_symlink(folder / name, "output file" if name != "checkpoints" else "output folder")
+        for name in (*RUN_PRODUCTS, *_PICTURES):  # temporaries of writers that were killed
+            for stale in folder.glob(f".{name}.*.tmp*"):
+                stale.unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

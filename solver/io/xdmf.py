@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from solver.errors import RunFileError
-from solver.io.run_file import RunLayout, read_layout
+from solver.io.run_file import RunLayout, open_run_file, read_layout
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +94,7 @@ def write_xdmf(
 
 def _read_layout(h5_path: Path) -> RunLayout:
     """The layout of a run file on disk (solver/io/run_file.py reads it)."""
-    import h5py
-
-    if not h5_path.is_file():
-        raise RunFileError(f"run file not found: {h5_path}")
-    try:
-        fh = h5py.File(h5_path, "r")
-    except OSError as exc:
-        raise RunFileError(f"cannot open {h5_path} as HDF5: {exc}") from exc
-    with fh:
+    with open_run_file(h5_path) as fh:
         return read_layout(fh, h5_path)
 
 

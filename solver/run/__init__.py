@@ -5,6 +5,9 @@ Public API:
     RunPlan, make_plan                                (plan.py)
     MemoryEstimate, estimate_memory, available_host_memory   (resources.py)
     StopRequest, stop_on_signals, signal_name         (signals.py)
+    check_record, check_state                         (guard.py: systemic scalars, plasma, diagnostics)
+    check_records, check_steps                        (sizes.py: the plan's limits)
+    CheckpointClock                                   (clock.py)
     DryRunReport, dry_run                             (dry_run.py)
 """
 

@@ -5,6 +5,8 @@ Public API:
         .lines() -> list[str]           as the CLI prints it
     dry_run(sim, backend) -> DryRunReport
         refuses (SimulationError) a grid that does not fit, like a run would
+    output_bytes(sim) -> dict           expected size of the run's files
+    seconds_per_step(sim, backend)      measured on a few steps (CPU only)
 
 It writes nothing. The runtime is estimated from a few steps on the run's own initial
 state when the backend is the CPU and the grid is small enough to time quickly;
@@ -15,6 +17,7 @@ Simulation's own: nothing is built twice.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from solver.backends.base import Backend
@@ -126,7 +129,38 @@ def dry_run(sim, backend: Backend) -> DryRunReport:
                                         (name == "imex") == bool(plan.integrator.implicit_diffusion)))
     return DryRunReport(
         sim=sim, backend_name=backend.name, device=backend.device, memory=memory, free=free,
-        output=sim.output_bytes(),
+        output=output_bytes(sim),
         folder_holds_run=any((sim.out_dir / name).exists() for name in RUN_PRODUCTS),
-        seconds_per_step=sim.seconds_per_step(backend), options=tuple(options),
+        seconds_per_step=seconds_per_step(sim, backend), options=tuple(options),
     )
+
+
+def output_bytes(sim) -> dict[str, int]:
+    """`sim`'s expected file sizes, uncompressed (gzip usually does better): run.h5's snapshots,
+    maps and time series, and the checkpoints kept."""
+    cells, size = sim.grid.size, sim.dtype.itemsize
+    n_species = len(sim.model.species)
+    n_series = 3 * n_species + len(sim.series_names()) + len(sim.model.diagnostics) + 1
+    keep = sim.config.output.checkpoint.keep if sim.config.output.checkpoint else 1
+    return {
+        "snapshots": len(sim.plan.snapshot_times) * n_species * cells * size,
+        "maps": len(sim.model.maps) * cells * size,
+        "time series": len(sim.plan.series_times) * n_series * 8,
+        "checkpoints": keep * n_species * cells * size,
+    }
+
+
+def seconds_per_step(sim, backend: Backend, steps: int = 3, max_values: int = 1 << 22) -> float | None:
+    """Wall seconds per step of `sim`'s integrator (all its stages, line solves and
+    error estimate), measured on `steps` steps of the planned dt after one warm-up, on
+    the CPU backend only and only for grids of at most `max_values` values; None
+    otherwise. Rejected steps of error control are not counted."""
+    if backend.name != "numpy" or sim.grid.size * len(sim.model.species) > max_values:
+        return None
+    state = sim.start(backend)
+    step = state.integrator.step
+    step(state.fields, 0.0, sim.plan.dt, state.systemic)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step(state.fields, 0.0, sim.plan.dt, state.systemic)
+    return (time.perf_counter() - started) / steps

@@ -30,6 +30,7 @@ from solver.integrators.choice import IntegratorChoice, choose_integrator, integ
 from solver.integrators.stability import StepBound, choose_dt
 from solver.integrators.systemic import SystemicRuntime
 from solver.model import Model
+from solver.run.sizes import check_records, check_steps
 from solver.timing import merge_times, output_times, steps_between
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,12 @@ def make_plan(config: RunConfig, model: Model, grid: Grid, static: StaticFields)
     end = time.end
     snap_every = config.output.snapshot_every or end / 10
     series_every = config.output.series_every or min(snap_every, end / 100)
+    check_records(end, snap_every, series_every)  # before the lists are built
     snaps = output_times(end, snap_every)
     series = output_times(end, series_every)
     if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
         dt = series_every
+    check_steps(end, dt, "as configured" if time.dt != "auto" else f"auto: set by {choice.bound.limited_by}")
     schedule = model.schedule
     doses = tuple(t for t in (schedule.event_times() if schedule else ()) if 0.0 <= t <= end)
     events = merge_times([0.0, *snaps, *series, *doses])

@@ -3,7 +3,8 @@
 Public API:
     MemoryEstimate(fields, maps, scratch, setup, host_output)   .device = fields + maps + scratch
     estimate_memory(n_species, n_maps, shape, dtype, backend="numpy", stepping_sets=0)
-    available_host_memory() -> int | None      MemAvailable, capped by a cgroup limit
+    available_host_memory() -> int | None      MemAvailable, capped by this process's cgroup limits
+    cgroup_memory_available(proc_self="/proc/self") -> int | None   what those limits leave
     free_device_memory(backend) -> int | None  free memory of the backend's device
     check_fits(need, available, what, where, grid, n_species, dtype)   SimulationError if not
 """
@@ -29,15 +30,16 @@ class MemoryEstimate:
     reaction and stencil expressions; CuPy: one fused kernel, so only the diagnostics'
     float64 temporaries). On the host: the static fields the Simulation keeps (initial
     fields in the run's dtype, maps in float64 and in the run's dtype), the float64
-    temporaries the stability bound is evaluated on (freed before stepping), and one
-    copy of the fields for each snapshot or checkpoint written.
+    temporaries the stability bound is evaluated on (freed before stepping), and two
+    copies of the fields while a snapshot or checkpoint is written (the host copy, and the
+    checkpoint's HDF5 image, built in memory: solver/io/checkpoint.py).
     """
 
     fields: int
     maps: int
     scratch: int
     setup: int  # host, while the Simulation is built (before any backend is chosen)
-    host_output: int  # host copy of the fields for a snapshot or checkpoint
+    host_output: int  # host copies of the fields while a snapshot or checkpoint is written
 
     @property
     def device(self) -> int:
@@ -68,7 +70,7 @@ def estimate_memory(
     # bytes per cell in float32; this errs on the safe side by about a quarter.
     kept = (n_species + n_maps) * cells * size + n_maps * cells * 8
     bound = (2 * n_species + 2 * n_maps + 14) * cells * 8
-    return MemoryEstimate(fields, maps, scratch, kept + bound, n_species * cells * size)
+    return MemoryEstimate(fields, maps, scratch, kept + bound, 2 * n_species * cells * size)
 
 
 def _read_int(path: str) -> int | None:
@@ -98,14 +100,60 @@ def available_host_memory() -> int | None:
             candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             pass
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < 1 << 60:
-            candidates.append(max(limit - usage, 0))
+    cgroup = cgroup_memory_available()
+    if cgroup is not None:
+        candidates.append(cgroup)
     return min(candidates) if candidates else None
+
+
+_CGROUP_FILES = {"cgroup2": ("memory.max", "memory.current"),
+                 "cgroup": ("memory.limit_in_bytes", "memory.usage_in_bytes")}
+
+
+def _own_cgroup_folders(proc_self: str) -> list[tuple[str, str, str]]:
+    """(kind, folder of this process's cgroup, folder of the mount) for the memory controller,
+    from /proc/self/cgroup and /proc/self/mountinfo; a batch job's limit is set on the job's
+    own cgroup (or one above it), not at the root of the cgroup mount."""
+    try:
+        with open(os.path.join(proc_self, "cgroup"), encoding="utf-8") as f:
+            own = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
+        with open(os.path.join(proc_self, "mountinfo"), encoding="utf-8") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return []
+    out = []
+    for fields in mounts:
+        if "-" not in fields:
+            continue
+        sep = fields.index("-")
+        kind, root, point = fields[sep + 1], fields[3], fields[4]
+        options = fields[sep + 3].split(",") if len(fields) > sep + 3 else []
+        for _, controllers, path in own:
+            v2 = kind == "cgroup2" and controllers == ""
+            v1 = kind == "cgroup" and "memory" in controllers.split(",") and "memory" in options
+            if not (v1 or v2):
+                continue
+            relative = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
+            if relative.startswith(".."):
+                continue  # this cgroup is not below the mount's root: not visible here
+            out.append((kind, os.path.normpath(os.path.join(point, relative)), point))
+    return out
+
+
+def cgroup_memory_available(proc_self: str = "/proc/self") -> int | None:
+    """Bytes the memory limits of this process's cgroup (and every cgroup above it, up to
+    the mount) leave free: min over them of limit - usage; None when none is set."""
+    found: list[int] = []
+    for kind, folder, top in _own_cgroup_folders(proc_self):
+        limit_name, usage_name = _CGROUP_FILES[kind]
+        while True:
+            limit, usage = _read_int(os.path.join(folder, limit_name)), _read_int(os.path.join(folder, usage_name))
+            if limit is not None and usage is not None and limit < 1 << 60:
+                found.append(max(limit - usage, 0))
+            if os.path.normpath(folder) == os.path.normpath(top) or len(folder) <= len(top):
+                break
+            folder = os.path.dirname(folder)
+    return min(found) if found else None
 
 
 def free_device_memory(backend) -> int | None:

@@ -2,8 +2,13 @@
 
 Public API:
     StopRequest                         set by a signal handler or by the caller
-    stop_on_signals(stop, signals=(SIGINT, SIGTERM))   context manager
+    stop_on_signals(stop, signals=STOP_SIGNALS)   context manager
+    STOP_SIGNALS                        SIGINT, SIGTERM and SIGUSR1
     signal_name(signum) -> str
+
+SIGUSR1 is what batch systems send ahead of a time limit or pre-emption (SLURM:
+`sbatch --signal=B:USR1@300` to the batch shell, `--signal=USR1@300` to the job's steps),
+so it stops the run the same way as SIGTERM: a checkpoint, then exit status 138.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from solver.errors import RunInterrupted
+
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)) if s is not None
+)
 
 
 class StopRequest:
@@ -43,9 +52,9 @@ def signal_name(signum: int) -> str:
 
 @contextmanager
 def stop_on_signals(
-    stop: StopRequest, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    stop: StopRequest, signals: tuple[int, ...] = STOP_SIGNALS
 ) -> Iterator[StopRequest]:
-    """While inside: the first SIGINT/SIGTERM sets `stop` (the run finishes its step and
+    """While inside: the first SIGINT/SIGTERM/SIGUSR1 sets `stop` (the run finishes its step and
     writes a checkpoint); a second one aborts at once with RunInterrupted (no new
     checkpoint). Outside the main thread (where Python cannot catch signals) this does
     nothing. The previous handlers are restored on exit.

@@ -11,8 +11,6 @@ Public API:
         .run(resume=None, stop=None, on_step=None) -> RunSummary
                                       the whole run with its files and checkpoints
         .check_device_memory(backend) refuses a grid that does not fit, before allocating
-        .output_bytes() -> dict       expected size of the run's files
-        .seconds_per_step(backend)    measured on a few steps (CPU only)
     RunSummary, RunningState
 
 Checkpoints (solver/io/checkpoint.py) are written at time-series or snapshot records
@@ -38,9 +36,9 @@ import yaml
 from solver import __version__
 from solver.backends.base import Backend
 from solver.backends.registry import get_backend
-from solver.config import CheckpointConfig, RunConfig
+from solver.config import RunConfig
 from solver.diagnostics import DiagnosticsEvaluator
-from solver.errors import CheckpointError, RunInterrupted, SimulationError
+from solver.errors import CheckpointError, RunInterrupted, SimulationError, TumorsimError
 from solver.fields.static import StaticFields, build_static_fields
 from solver.grid import Grid
 from solver.integrators import make_integrator
@@ -53,16 +51,24 @@ from solver.io.checkpoint import (
     config_differences,
     config_hash,
     find_checkpoint,
+    only_step_size,
     physics_config,
     read_checkpoint,
     remove_checkpoints,
     remove_partial_writes,
+    run_hash,
     write_checkpoint,
 )
-from solver.io.run_file import RUN_FILE, RunWriter
-from solver.io.run_folder import prepare_run_folder, resume_run_folder
+from solver.io.lock import FolderLock
+from solver.io.run_file import RUN_FILE
+from solver.io.run_folder import claim_run_folder, prepare_run_folder, resume_run_folder
+from solver.io.run_resume import resume_run_file
+from solver.io.run_writer import RunWriter
+from solver.io.safe_files import write_file
 from solver.io.xdmf import write_xdmf
 from solver.model import build_model
+from solver.run.clock import CheckpointClock
+from solver.run.guard import check_record, check_state
 from solver.run.plan import RunPlan, log_choice, make_plan
 from solver.run.resources import (
     MemoryEstimate,
@@ -72,7 +78,7 @@ from solver.run.resources import (
     free_device_memory,
 )
 from solver.run.signals import StopRequest, signal_name
-from solver.timing import contains_time, merge_times, periods_passed
+from solver.timing import contains_sorted, merge_times
 
 log = logging.getLogger(__name__)
 
@@ -111,29 +117,6 @@ class RunningState:
         return self.integrator.backend
 
 
-class _CheckpointClock:
-    """Says when a periodic checkpoint is due (at a record), from output.checkpoint."""
-
-    def __init__(self, config: CheckpointConfig | None, t: float, step: int) -> None:
-        self.config = config
-        self.reset(t, step)
-
-    def reset(self, t: float, step: int) -> None:
-        self.t, self.step, self.wall = t, step, wallclock.monotonic()
-
-    def due(self, t: float, step: int) -> bool:
-        c = self.config
-        if c is None:
-            return False
-        if c.every_steps is not None and step - self.step >= c.every_steps:
-            return True
-        if c.every_time is not None:
-            crossed = periods_passed(t, c.every_time) > periods_passed(self.t, c.every_time)
-            if crossed:
-                return True
-        return c.every_seconds is not None and wallclock.monotonic() - self.wall >= c.every_seconds
-
-
 class Simulation:
     """Builds everything a run needs from a validated config; `run()` does the stepping.
 
@@ -161,6 +144,7 @@ class Simulation:
         self.plan: RunPlan = make_plan(config, self.model, self.grid, self.static)
         log_choice(self.plan, self.model.names, config.time.integrator == "auto")
         self.last_checkpoint: Path | None = None
+        self._lock: FolderLock | None = None  # the output folder's, while run() runs
 
     @property
     def u0(self) -> np.ndarray:
@@ -274,6 +258,11 @@ class Simulation:
         state.integrator.check(state.fields)
         return state.backend.to_host(state.fields.u)
 
+    def record_names(self) -> tuple[str, ...]:
+        """Every name of a time-series record (record()), in its order."""
+        stats = [f"{k}_{n}" for n in self.model.names for k in ("total", "min", "max")]
+        return (*stats, *self.series_names(), *(d.name for d in self.model.diagnostics))
+
     def series_names(self) -> dict[str, str]:
         """Time-series name -> units, for every systemic scalar and agent."""
         out = {v.name: v.units for v in self.model.systemic}
@@ -302,35 +291,6 @@ class Simulation:
         values.update(diagnostics.evaluate(state.fields.u, state.fields.maps, t, scalars))
         return values
 
-    def output_bytes(self, backend: Backend | None = None) -> dict[str, int]:
-        """Expected file sizes, uncompressed (gzip usually does better): run.h5's snapshots,
-        maps and time series, and the checkpoints kept."""
-        cells, size = self.grid.size, self.dtype.itemsize
-        n_species = len(self.model.species)
-        n_series = 3 * n_species + len(self.series_names()) + len(self.model.diagnostics) + 1
-        keep = self.config.output.checkpoint.keep if self.config.output.checkpoint else 1
-        return {
-            "snapshots": len(self.plan.snapshot_times) * n_species * cells * size,
-            "maps": len(self.model.maps) * cells * size,
-            "time series": len(self.plan.series_times) * n_series * 8,
-            "checkpoints": keep * n_species * cells * size,
-        }
-
-    def seconds_per_step(self, backend: Backend, steps: int = 3, max_values: int = 1 << 22) -> float | None:
-        """Wall seconds per step of this run's integrator (all its stages, line solves and
-        error estimate), measured on `steps` steps of the planned dt after one warm-up, on
-        the CPU backend only and only for grids of at most `max_values` values; None
-        otherwise. Rejected steps of error control are not counted."""
-        if backend.name != "numpy" or self.grid.size * len(self.model.species) > max_values:
-            return None
-        state = self.start(backend)
-        step = state.integrator.step
-        step(state.fields, 0.0, self.plan.dt, state.systemic)
-        started = wallclock.perf_counter()
-        for _ in range(steps):
-            step(state.fields, 0.0, self.plan.dt, state.systemic)
-        return (wallclock.perf_counter() - started) / steps
-
     def _attrs(self, backend: Backend) -> dict[str, object]:
         cfg, grid, plan = self.config, self.grid, self.plan
         schedule = self.model.schedule
@@ -350,6 +310,7 @@ class Simulation:
             "dt_limited_by": plan.limited_by,
             "integrator": plan.integrator.name,
             "dose_times_json": json.dumps({a: sorted(t) for a, t in doses.items()}),
+            "run_hash": run_hash(self._physics(), array_sha256(self.maps)),
         }
 
     def _physics(self) -> dict[str, object]:
@@ -367,7 +328,10 @@ class Simulation:
         path = find_checkpoint(folder / CHECKPOINT_DIR, which)
         checkpoint = read_checkpoint(path)
         differences = config_differences(checkpoint.physics, self._physics())
-        if differences:
+        if differences and only_step_size(differences):  # e.g. after a blow-up, with a lower dt
+            log.warning("resuming with another step size (%s): the continuation is not bit-identical to an "
+                        "uninterrupted run", "; ".join(differences))
+        elif differences:
             shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
             raise CheckpointError(
                 f"checkpoint {str(path)!r} was written with a config whose physics differs: {shown}; "
@@ -424,18 +388,30 @@ class Simulation:
         Raises:
             RunInterrupted: stopped on request, after writing a checkpoint.
             CheckpointError: the checkpoint to resume cannot be used.
-            SimulationError: the folder is not usable, a file cannot be written, or the
-                fields blew up (the last good checkpoint is named).
+            SimulationError: the folder is not usable or another run holds it (its lock:
+                solver/io/lock.py), a file cannot be written, or the fields, systemic
+                scalars or diagnostics blew up (the last good checkpoint is named).
         """
+        try:
+            return self._run(resume, stop, on_step)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _run(self, resume: str | Path | None, stop: StopRequest | None,
+             on_step: Callable[[FieldState], None] | None) -> RunSummary:
         cfg, plan, grid = self.config, self.plan, self.grid
         backend = get_backend(cfg.backend)  # a missing GPU fails before anything is written
         self.check_device_memory(backend)
         checkpoint: Checkpoint | None = None
         if resume is not None:
             folder = resume_run_folder(self.out_dir)
+            self._lock = claim_run_folder(folder, new_run=False, overwrite=False)
             checkpoint = self.load_checkpoint(folder, resume, backend)
         else:
             folder = prepare_run_folder(self.out_dir, self.overwrite)
+            self._lock = claim_run_folder(folder, new_run=True, overwrite=self.overwrite)
         checkpoints = folder / CHECKPOINT_DIR
         state = self.start(backend, checkpoint)
         diagnostics = DiagnosticsEvaluator(self.model, grid, backend, self.dtype)
@@ -444,8 +420,8 @@ class Simulation:
             diagnostics.set_state(checkpoint.diagnostics)
             note = {"t": checkpoint.t, "step": checkpoint.step, "checkpoint": str(checkpoint.path),
                     "backend": backend.name, "device": backend.device, "tumorsim_version": __version__}
-            writer = RunWriter.resume(folder / RUN_FILE, names, checkpoint.n_series, checkpoint.n_snapshots,
-                                      checkpoint.t, note, self.units())
+            writer = resume_run_file(folder / RUN_FILE, names, self.record_names(), checkpoint.n_series,
+                                     checkpoint.n_snapshots, checkpoint.t, note, self.units(), checkpoint.run_hash)
             stale = remove_checkpoints(checkpoints, after_step=checkpoint.step)
             if stale:
                 log.warning("removed %d checkpoint(s) after the one resumed from (their records in %s are gone)",
@@ -453,9 +429,10 @@ class Simulation:
             self.last_checkpoint = checkpoint.path
         else:
             resolved = cfg.model_dump(mode="json")
-            (folder / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+            write_file(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
             writer = RunWriter(folder / RUN_FILE, grid, names, self.dtype, self._attrs(backend),
-                               cfg.output.compression, dict(zip(self.model.map_names, self.maps)), self.units())
+                               cfg.output.compression, dict(zip(self.model.map_names, self.maps)), self.units(),
+                               self.record_names())
             remove_checkpoints(checkpoints)  # a previous run's, replaced with --overwrite
         remove_partial_writes(checkpoints)
 
@@ -463,12 +440,14 @@ class Simulation:
         physics_hash = config_hash(physics)
         maps_hash = array_sha256(self.maps)
         keep = cfg.output.checkpoint.keep if cfg.output.checkpoint else 1
-        clock = _CheckpointClock(cfg.output.checkpoint, state.fields.t, state.fields.step)
+        clock = CheckpointClock(cfg.output.checkpoint, state.fields.t, state.fields.step)
 
         def save(next_event: int, reason: str) -> Path:
             with self._writing(writer, state.fields.t):
-                writer.flush()  # run.h5 on disk holds every record the checkpoint counts
+                writer.fsync()  # run.h5 on disk holds every record the checkpoint counts
             self._checked(state, record_peak=False)  # never checkpoint a state that blew up
+            check_state(self.model, state.systemic.get_state(), diagnostics.get_state(), state.fields.t,
+                        state.fields.step, self._resume_hint(blow_up=True))
             n_series, n_snapshots = writer.counts
             f = state.fields
             ck = Checkpoint(
@@ -479,6 +458,7 @@ class Simulation:
                 segment=None if f.segment is None else (f.segment.t0, f.segment.t_end, f.segment.n, f.segment.k),
                 dt_next=f.dt_next, guard_peak=f.peak,
                 reason=reason, tumorsim_version=__version__, config_hash=physics_hash,
+                run_hash=run_hash(physics, maps_hash),
             )
             self.last_checkpoint = write_checkpoint(checkpoints, ck, keep)
             clock.reset(f.t, f.step)
@@ -512,11 +492,14 @@ class Simulation:
                         raise interrupted(i)
                     stats = self._checked(state)
                     with self._writing(writer, t_event):
-                        if contains_time(series_times, t_event):
-                            writer.write_series(t_event, self.record(state, stats, diagnostics))
-                        if contains_time(snapshot_times, t_event):
+                        if contains_sorted(series_times, t_event):
+                            record = self.record(state, stats, diagnostics)
+                            check_record(self.model, record, t_event, state.fields.step,
+                                         self._resume_hint(blow_up=True))
+                            writer.write_series(t_event, record)
+                        if contains_sorted(snapshot_times, t_event):
                             writer.write_snapshot(t_event, backend.to_host(state.fields.u))
-                    if contains_time(snapshot_times, t_event):
+                    if contains_sorted(snapshot_times, t_event):
                         elapsed = wallclock.perf_counter() - started
                         log.info("t = %.6g / %.6g  step %d  (%.0f steps/s)", t_event, cfg.time.end,
                                  state.fields.step, (state.fields.step - step0) / elapsed if elapsed > 0 else 0.0)
@@ -558,36 +541,44 @@ class Simulation:
     def _sidecar(writer: RunWriter) -> Iterator[None]:
         """The XDMF sidecar written beside run.h5 once the writer has closed it (also when
         the run stops early), so ParaView can open what is there."""
+        failed = True
         try:
             yield
+            failed = False
         finally:
-            if writer.path.is_file():
-                write_xdmf(writer.path)
+            if writer.path.is_file() and not writer.abandoned:
+                try:
+                    write_xdmf(writer.path)
+                except (OSError, TumorsimError) as exc:  # derived from run.h5: never worth losing the run for
+                    (log.debug if failed else log.warning)("could not write the XDMF sidecar of %s: %s",
+                                                           writer.path, exc)
 
     @contextmanager
     def _writing(self, writer: RunWriter, t: float) -> Iterator[None]:
         """A failed write to run.h5 (disk full...) as one SimulationError naming the last checkpoint."""
         try:
             yield
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py raises RuntimeError for some failed writes
+            writer.abandon()  # never let HDF5 touch the disk again (nor crash closing it)
             raise SimulationError(
                 f"writing {writer.path} failed at t = {t:.6g}: {exc.strerror or exc}{self._resume_hint()}"
             ) from None
 
-    def _resume_hint(self) -> str:
+    def _resume_hint(self, blow_up: bool = False) -> str:
         if self.last_checkpoint is None:
-            return ""
-        return f"; last good checkpoint: {self.last_checkpoint} (continue with --resume)"
+            return "; no checkpoint yet: start again" + (" with a lower time.dt or time.safety" if blow_up else "")
+        return f"; last good checkpoint: {self.last_checkpoint} (continue with --resume)" + (
+            "; a resume may lower time.dt or time.safety" if blow_up else "")
 
     def _step_to(self, state: RunningState, t_event: float, after_step: Callable[[FieldState], bool]) -> bool:
         """advance(), with a blow-up error naming the last good checkpoint."""
         try:
             return self.advance(state, t_event, after_step, check=False)  # the loop checks at records
         except SimulationError as exc:
-            raise SimulationError(f"{exc}{self._resume_hint()}") from None
+            raise SimulationError(f"{exc}{self._resume_hint(blow_up=True)}") from None
 
     def _checked(self, state: RunningState, record_peak: bool = True):
         try:
             return state.integrator.check(state.fields, record_peak)
         except SimulationError as exc:
-            raise SimulationError(f"{exc}{self._resume_hint()}") from None
+            raise SimulationError(f"{exc}{self._resume_hint(blow_up=True)}") from None

@@ -33,6 +33,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from solver.errors import ConfigError
+from solver.limits import limit, refuse
 from solver.timing import time_tolerance
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,8 @@ class Schedule:
         values: dict[str, list[float]] = {}
         for agent, infs in self.infusions.items():
             edges = sorted({t for inf in infs for t in (inf.start, inf.stop)})
-            # Rate on [edges[i], edges[i+1]); overlapping infusions add up.
-            rates = [sum(inf.rate for inf in infs if inf.start <= t < inf.stop) for t in edges]
+            # Rate on [edges[i], edges[i+1]); overlapping infusions add up (in list order).
+            rates = _rates_at(infs, edges)
             breaks[agent], values[agent] = edges, rates
         object.__setattr__(self, "_rate_breaks", breaks)
         object.__setattr__(self, "_rate_values", values)
@@ -146,7 +147,25 @@ class Schedule:
     def boluses_at(self, agent: str, t: float) -> float:
         """Total amount of `agent` given as boluses at `t`, within `time_tolerance(t)`."""
         tol = time_tolerance(t)
-        return sum(b.amount for b in self.boluses.get(agent, ()) if abs(b.time - t) <= tol)
+        boluses = self.boluses.get(agent, ())  # sorted by time: only those near t are summed
+        first = bisect.bisect_left(boluses, (t - 2 * tol,))
+        last = bisect.bisect_right(boluses, (t + 2 * tol, math.inf))
+        return sum(b.amount for b in boluses[first:last] if abs(b.time - t) <= tol)
+
+
+def _rates_at(infs: tuple[Infusion, ...], edges: list[float]) -> list[float]:
+    """At each edge, the sum of the rates of the infusions on at it ([start, stop)), added in
+    the order of `infs`; a sweep over the edges keeps the work near n log n."""
+    order = sorted(range(len(infs)), key=lambda k: infs[k].start)
+    active: set[int] = set()
+    rates, next_start = [], 0
+    for t in edges:
+        while next_start < len(order) and infs[order[next_start]].start <= t:
+            active.add(order[next_start])
+            next_start += 1
+        active = {k for k in active if t < infs[k].stop}
+        rates.append(sum(infs[k].rate for k in sorted(active)))
+    return rates
 
 
 def _fail(i: int, spec: DoseSpec, message: str) -> ConfigError:
@@ -218,6 +237,16 @@ def _dose_times(i: int, spec: DoseSpec, t_start: float, t_end: float) -> list[fl
     return times
 
 
+def _check_dose_count(specs: list[DoseSpec]) -> None:
+    """Refuse, before expanding anything, more doses in all than limit("doses")."""
+    total = 0
+    for i, spec in enumerate(specs):
+        if isinstance(spec.count, int) and not isinstance(spec.count, bool):
+            total += max(spec.count, 0)
+        if total > limit("doses"):
+            raise _fail(i, spec, f"count {spec.count} makes {total} doses in all; {refuse('doses')}")
+
+
 def _merge_close_times(times: Iterable[float]) -> dict[float, float]:
     """Map each time to the first of its cluster of times within `time_tolerance`."""
     mapping: dict[float, float] = {}
@@ -258,6 +287,7 @@ def expand_schedule(
     raw_boluses: list[tuple[str, float, float]] = []
     raw_infusions: list[tuple[int, str, float, float, float]] = []
     specs = list(specs)
+    _check_dose_count(specs)
     for i, spec in enumerate(specs):
         kind = _check_spec(i, spec)
         for t in _dose_times(i, spec, t_start, t_end):

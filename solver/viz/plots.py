@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from solver.io.run_file import RunData, RunFileError, load_run
+from solver.io.safe_files import replaced
 from solver.text import display_unit
 from solver.viz import VizError, import_optional
 
@@ -202,8 +203,8 @@ def _save(fig: Figure, out: str | os.PathLike[str], dpi: int) -> Path:
     out = Path(out)
     if out.suffix.lower() not in FIGURE_SUFFIXES:
         raise VizError(f"figure must end in {', '.join(FIGURE_SUFFIXES)}, not {out.name!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    with replaced(out) as temporary:  # never written through a link planted at `out`
+        fig.savefig(temporary, dpi=dpi, format=out.suffix.lower().lstrip("."))
     log.info("wrote %s", out)
     return out
 

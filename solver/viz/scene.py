@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from solver.io.run_file import RunData, RunFileError, TimeSpec, load_run
+from solver.io.safe_files import replaced
 from solver.viz import VizError, import_optional
 from solver.viz.image_data import to_image_data
 
@@ -421,10 +422,10 @@ def screenshot(
 
 def _render_png(run: RunData, opts: SceneOptions, index: int, out: Path) -> Path:
     """Draw snapshot ``index`` on a new off-screen plotter and save it as a PNG."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     plotter = build_scene(run, index, opts)
     try:
-        plotter.screenshot(str(out), window_size=list(opts.window_size))
+        with replaced(out) as temporary:  # never written through a link planted at `out`
+            plotter.screenshot(str(temporary), window_size=list(opts.window_size))
     finally:
         plotter.close()
     log.info("wrote %s (snapshot %d, t = %g)", out, index, run.times[index])
