@@ -54,7 +54,7 @@ echo "== gpu tests (python3 -m pytest -m gpu -q)"
 timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log"
 tests_rc=${PIPESTATUS[0]}
 
-# The accuracy target first: the defaults' fields within 1 % (burden 0.1 %) of a converged
+# The accuracy target first: the defaults' fields within 2 % (burden 0.1 %) of a converged
 # reference at 256^3 x 10 um, over the first day (the chemotherapy infusion, where the
 # steps are shortest); at most 240 s (3 host set-ups of 256^3 included).
 echo "== imex cycle: the defaults over day 0-1, beside a float64 reference (rtol 2.5e-3)"

@@ -15,7 +15,7 @@ and the projected wall times; the run end to end (Simulation.run, files written)
 with --reference, stepped in lockstep with a reference (the same config in float64 at
 time.rtol = --reference-rtol) and compared at every time-series record: the max-norm
 field error of each species relative to its largest value, and the final tumour burden.
-Targets (one H100/H200): the fields within 1 % and the burden within 0.1 % of the
+Targets (one H100/H200): the fields within 2 % and the burden within 0.1 % of the
 reference (solver/bench/accuracy.py), and 21 days in <= 60 s; the second is out of reach
 of the accurate path at 10 um (cell chemotaxis bounds imex's dt at ~1.4e-4 day, about
 150 000 steps), which the projection line says in numbers. Prints a table last; writes

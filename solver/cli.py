@@ -102,6 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"done: {summary.steps} steps{session} in {summary.wall_seconds:.2f} s on {summary.device} "
         f"({summary.backend})"
     )
+    if summary.max_error_estimate is not None:
+        print(f"  error control (rtol {sim.plan.rtol:g}): {summary.rejected_steps} steps retaken smaller; the "
+              f"largest accepted error estimate was {summary.max_error_estimate:.2f} of the tolerance")
+    elif summary.rejected_steps:
+        print(f"  step-size control: {summary.rejected_steps} steps retaken smaller")
     width = max(len(n) for n in summary.final_totals)
     print(
         f"  {'species':<{width}}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}"

@@ -102,6 +102,8 @@ class RunSummary:
     resumed_from: Path | None = None  # the checkpoint this run continued
     steps_this_session: int = 0  # steps taken by this process (all of them unless resumed)
     last_checkpoint: Path | None = None
+    rejected_steps: int = 0  # steps the error control (or max_change) retook smaller, this session
+    max_error_estimate: float | None = None  # largest accepted error estimate / tolerance, this session
 
 
 @dataclass
@@ -534,6 +536,8 @@ class Simulation:
             resumed_from=checkpoint.path if checkpoint is not None else None,
             steps_this_session=state.fields.step - step0,
             last_checkpoint=self.last_checkpoint,
+            rejected_steps=state.fields.rejected,
+            max_error_estimate=state.integrator.max_error if plan.rtol is not None else None,
         )
 
     @staticmethod
