@@ -74,7 +74,7 @@ def step_seconds(sim: Simulation, integrator: str, steps: int) -> float:
     dt = sim.plan.dt
     if integrator == "explicit":
         stepper, f = state.integrator.stepper, state.fields
-        values = state.systemic.values(0.0)
+        values = state.scalars(0.0)
         run = lambda: stepper.step(f.u, f.u_new, f.maps, 0.0, dt, values)
     else:
         run = lambda: state.integrator.step(state.fields, 0.0, dt, state.systemic)

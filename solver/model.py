@@ -2,7 +2,7 @@
 
 Public API:
     build_model(config) -> Model
-    Model, Species, Chemotaxis, SystemicVariable, Agent, Diagnostic
+    Model, Species, Chemotaxis, SystemicVariable, Agent, Diagnostic, GlobalQuantity
     Model.arguments() -> list of symbols   the argument order of every generated evaluation
     Model.neighbour_species(...)           which species a transport stencil reads around a cell
     Model.loss_rates(), Model.reaction_jacobian_diagonal()
@@ -103,6 +103,17 @@ class Diagnostic:
     units: str = ""
 
 
+@dataclass(frozen=True)
+class GlobalQuantity:
+    """A scalar reduced from the fields at every stage of every step: the integral of
+    `expr` (species, maps, t, x, y, z, systemic scalars and agents) over the domain.
+    Reactions read it like a systemic scalar (solver/integrators/globals.py)."""
+
+    name: str
+    expr: sp.Expr
+    units: str = ""
+
+
 StaticSource = sp.Expr | FileSource | VesselSource | TumourSource
 
 
@@ -118,11 +129,14 @@ class Model:
     agents: tuple[Agent, ...] = ()
     schedule: Schedule | None = None
     diagnostics: tuple[Diagnostic, ...] = ()
+    globals: tuple[GlobalQuantity, ...] = ()
 
     @property
     def systemic_names(self) -> tuple[str, ...]:
-        """Names of the scalars handed to every step, in kernel-argument order."""
-        return tuple(v.name for v in self.systemic) + tuple(a.name for a in self.agents)
+        """Names of the scalars handed to every step, in kernel-argument order: systemic
+        ODE values, agents, then the global quantities reduced from the fields."""
+        return (tuple(v.name for v in self.systemic) + tuple(a.name for a in self.agents)
+                + tuple(g.name for g in self.globals))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -231,8 +245,9 @@ def build_model(config: RunConfig) -> Model:
 
     systemic_vars = [*mc.systemic]
     agent_names = [*mc.agents]
+    global_names = [*mc.globals]
     _check_distinct({"species": species_names, "parameter": list(params), "map": map_names,
-                     "systemic": systemic_vars, "agent": agent_names})
+                     "systemic": systemic_vars, "agent": agent_names, "global": global_names})
     systemic = tuple(
         SystemicVariable(
             name=name,
@@ -245,7 +260,14 @@ def build_model(config: RunConfig) -> Model:
     )
     agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant), ac.units) for name, ac in mc.agents.items())
 
-    reaction_names = [*species_names, *params, *map_names, "t", *AXES, *systemic_vars, *agent_names]
+    # a global is reduced from the fields, so it cannot depend on another global
+    global_inputs = [*species_names, *params, *map_names, "t", *AXES, *systemic_vars, *agent_names]
+    globals_ = tuple(
+        GlobalQuantity(name, parse_expression(gc.integral, global_inputs, f"model.globals.{name}.integral")
+                       .xreplace(param_syms), gc.units)
+        for name, gc in mc.globals.items()
+    )
+    reaction_names = [*global_inputs, *global_names]
     definitions: dict[sp.Symbol, sp.Expr] = {}
     _check_distinct({"name": reaction_names, "definition": list(mc.definitions)})
     for name, text in mc.definitions.items():
@@ -291,7 +313,7 @@ def build_model(config: RunConfig) -> Model:
     _check_sizes(species, systemic, diagnostics)
     schedule = _schedule(config, agent_names)
     _check_periodic_consistency(species)
-    return Model(tuple(species), params, maps, config.base_dir, systemic, agents, schedule, diagnostics)
+    return Model(tuple(species), params, maps, config.base_dir, systemic, agents, schedule, diagnostics, globals_)
 
 
 def _check_sizes(species: list[Species], systemic: tuple[SystemicVariable, ...],

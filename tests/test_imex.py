@@ -68,7 +68,7 @@ def coarse_quickstart_runs() -> dict:
         end = sim.config.time.end
         sim.advance(state, end)
         ev = DiagnosticsEvaluator(sim.model, sim.grid, state.backend, sim.dtype)
-        burden = ev.evaluate(state.fields.u, state.fields.maps, end, state.systemic.values(end))["tumour_burden"]
+        burden = ev.evaluate(state.fields.u, state.fields.maps, end, state.scalars(end))["tumour_burden"]
         runs[name] = {
             "burden": burden, "steps": state.fields.step, "u": state.fields.u.astype(np.float64),
             "implicit": [sim.model.names[i] for i in sorted(sim.plan.integrator.implicit_diffusion)], "names": sim.model.names}

@@ -29,7 +29,7 @@ def fractions(n: int, **time) -> tuple[dict[str, float], Simulation]:
     state = sim.start()
     sim.advance(state, END)
     ev = DiagnosticsEvaluator(sim.model, sim.grid, state.backend, sim.dtype)
-    d = ev.evaluate(state.fields.u, state.fields.maps, END, state.systemic.values(END))
+    d = ev.evaluate(state.fields.u, state.fields.maps, END, state.scalars(END))
     return {k: d[k] for k in ("hypoxic_fraction", "necrotic_fraction")}, sim
 
 

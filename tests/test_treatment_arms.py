@@ -35,7 +35,7 @@ def final_tumour_burden(name: str) -> float:
     end = sim.config.time.end
     sim.advance(state, end)
     evaluator = DiagnosticsEvaluator(sim.model, sim.grid, state.backend, sim.dtype)
-    return evaluator.evaluate(state.fields.u, state.fields.maps, end, state.systemic.values(end))["tumour_burden"]
+    return evaluator.evaluate(state.fields.u, state.fields.maps, end, state.scalars(end))["tumour_burden"]
 
 
 @pytest.fixture(scope="module")

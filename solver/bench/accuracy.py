@@ -104,4 +104,4 @@ def _host(backend, a) -> np.ndarray:
 def _burden(sim: Simulation, state) -> float:
     end = sim.config.time.end
     ev = DiagnosticsEvaluator(sim.model, sim.grid, state.backend, sim.dtype)
-    return float(ev.evaluate(state.fields.u, state.fields.maps, end, state.systemic.values(end))["tumour_burden"])
+    return float(ev.evaluate(state.fields.u, state.fields.maps, end, state.scalars(end))["tumour_burden"])

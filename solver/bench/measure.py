@@ -357,7 +357,7 @@ def _run_step_seconds(sim: Any, backend_name: str, cupy: Any) -> float:
 
     state = sim.start(get_backend(backend_name))
     stepper, f = state.integrator.stepper, state.fields
-    systemic = tuple(float(v) for v in state.systemic.values(0.0))
+    systemic = tuple(float(v) for v in state.scalars(0.0))
     dt = sim.plan.dt
 
     def steps(k: int) -> None:

@@ -165,6 +165,7 @@ def prepare_case(case: ModelCase, n: int, dtype: str) -> PreparedCase:
     not on the grid size, and Simulation at 384^3 would spend half a minute of host time
     evaluating it in float64 on every cell. The stepper itself is built at n^3.
     """
+    from solver.integrators.globals import GlobalsEvaluator
     from solver.integrators.systemic import SystemicRuntime
     from solver.run import Simulation
 
@@ -173,10 +174,10 @@ def prepare_case(case: ModelCase, n: int, dtype: str) -> PreparedCase:
     key = (case.name, dtype)
     if key not in _dt_cache:
         small = Simulation(case_config(case, 16, dtype))
-        runtime = SystemicRuntime(small.model)
+        runtime = SystemicRuntime(small.model, GlobalsEvaluator(small.model, small.grid), small.static.maps)
         runtime.apply_boluses(0.0)
         # Systemic scalars that are zero at t = 0 (no drug given yet) set to 1: non-zero inputs.
-        values = tuple(float(v) if v != 0 else 1.0 for v in runtime.values(0.0))
+        values = tuple(float(v) if v != 0 else 1.0 for v in runtime.values(0.0, fields=small.static.initial))
         _dt_cache[key] = (small.plan.dt, values)
     dt, systemic = _dt_cache[key]
     grid = Grid((n, n, n), config.grid.spacing3, config.grid.length_unit)

@@ -329,6 +329,16 @@ class DiagnosticConfig(_Section):
     units: str = ""
 
 
+class GlobalConfig(_Section):
+    """A scalar reduced from the fields at every stage of every step: the `integral` of an
+    expression over the domain (sum of value * cell volume). Reactions and definitions
+    use it by name (e.g. a tumour's total cell count, which a well-mixed interaction law
+    needs)."""
+
+    integral: Expression
+    units: str = ""
+
+
 class ModelConfig(_Section):
     """A model written as data: parameters, static maps, species, systemic scalars, agents.
 
@@ -348,12 +358,14 @@ class ModelConfig(_Section):
     systemic: dict[str, SystemicConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     diagnostics: dict[str, DiagnosticConfig] = Field(default_factory=dict)
+    globals: dict[str, GlobalConfig] = Field(default_factory=dict)
 
-    @field_validator("parameters", "maps", "definitions", "species", "systemic", "agents", "diagnostics", mode="after")
+    @field_validator("parameters", "maps", "definitions", "species", "systemic", "agents", "diagnostics", "globals",
+                     mode="after")
     @classmethod
     def _check_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         what = {"parameters": "parameter", "maps": "map", "definitions": "definition", "species": "species", "systemic": "systemic",
-                "agents": "agent", "diagnostics": "diagnostic"}[info.field_name]
+                "agents": "agent", "diagnostics": "diagnostic", "globals": "global"}[info.field_name]
         for name in value:
             try:
                 check_name(name)

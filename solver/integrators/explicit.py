@@ -333,7 +333,7 @@ class ExplicitIntegrator:
         if systemic is None:
             self.stepper.step(state.u, state.u_new, state.maps, t, h)
         else:
-            self.stepper.step(state.u, state.u_new, state.maps, t, h, systemic.values(t))
+            self.stepper.step(state.u, state.u_new, state.maps, t, h, systemic.values(t, fields=state.u))
             systemic.advance(t, h)
         return None
 

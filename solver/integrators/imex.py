@@ -224,7 +224,7 @@ class ImexIntegrator(ExplicitIntegrator):
             return self.pc.step(self.stepper, state.u, state.u_new, state.maps, t, h, systemic,
                                 implicit=self, weights=weights)
         # order 1: the fused step writes D (u + h G) for the delta species and their sinks
-        values = () if systemic is None else systemic.values(t)
+        values = () if systemic is None else systemic.values(t, fields=state.u)
         self.stepper.step(state.u, state.u_new, state.maps, t, h, values, self._sinks)
         if systemic is not None:
             systemic.advance(t, h)

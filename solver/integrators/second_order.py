@@ -118,7 +118,7 @@ class PredictorCorrector:
         hh = cast(h)
         r0, s0, r1, s1, stage = self.rate0, self.sink0, self.rate1, self.sink1, self.stage
         d0, d1 = self.diff0, self.diff1
-        stepper.rates(u, r0, s0, maps, t, () if systemic is None else systemic.values(t), diffusion=d0)
+        stepper.rates(u, r0, s0, maps, t, () if systemic is None else systemic.values(t, fields=u), diffusion=d0)
         # predictor -> u_new
         self._exponential_euler(u, u_new, hh)
         if self.delta:
@@ -127,11 +127,12 @@ class PredictorCorrector:
             implicit.transport(u_new, h, u)
         if systemic is not None:
             systemic.advance(t, h)
-            end = systemic.values(t + h, rate_time=t)  # the infusion rates of this step
-        else:
-            end = ()
+
+        def end(stage_fields: Any) -> Any:  # the infusion rates of this step; globals of the stage
+            return () if systemic is None else systemic.values(t + h, rate_time=t, fields=stage_fields)
+
         # first corrector -> stage
-        stepper.rates(u_new, r1, s1, maps, t + h, end, diffusion=d1)
+        stepper.rates(u_new, r1, s1, maps, t + h, end(u_new), diffusion=d1)
         self._trapezoid(u, u_new, stage, hh)
         if self.delta:  # their embedded first-order solution goes into u_new (the predictor is used up)
             implicit.correct(u, u_new, stage, h, (r0, s0, d0), (r1, s1, d1), embedded=u_new)
@@ -139,7 +140,7 @@ class PredictorCorrector:
             implicit.transport(stage, h, u)
         # second corrector, in place on stage (each cell reads only its own values); the
         # delta species keep their first corrector's values
-        stepper.rates(stage, r1, s1, maps, t + h, end, diffusion=d1)
+        stepper.rates(stage, r1, s1, maps, t + h, end(stage), diffusion=d1)
         self._trapezoid(u, stage, stage, hh, embedded=u_new)
         if self.transport:
             implicit.transport(stage, h, u)

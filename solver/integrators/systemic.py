@@ -1,10 +1,11 @@
 """Systemic scalars advanced in lockstep with the grid, on the host.
 
 Public API:
-    SystemicRuntime(model)
-        .values(t, rate_time=t) -> np.ndarray
+    SystemicRuntime(model, globals_evaluator=None, maps=None)
+        .values(t, rate_time=t, fields=None) -> np.ndarray
                                        the scalars every kernel step receives, in
-                                       model.systemic_names order
+                                       model.systemic_names order (the model's globals
+                                       reduced from `fields`, the stage's fields)
         .advance(t, h)                 plasma PK exactly, other systemic ODEs by RK4
         .apply_boluses(t)              doses given at exactly t
         .get_state() / .set_state()    for checkpoints
@@ -30,8 +31,10 @@ from solver.model import TIME, Model
 class SystemicRuntime:
     """Holds and advances the systemic state of one run."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, globals_evaluator: Any = None, maps: Any = None) -> None:
         self.model = model
+        self.globals_evaluator = globals_evaluator  # solver/integrators/globals.py, on the fields' backend
+        self.maps = maps
         self.schedule = model.schedule
         self.y = np.array([v.initial for v in model.systemic], dtype=np.float64)
         self.pk_state = {a.name: a.pk.initial_state() for a in model.agents if a.pk is not None}
@@ -51,14 +54,22 @@ class SystemicRuntime:
                 out.append(self._rate(a.name, rate_time))
         return out
 
-    def values(self, t: float, rate_time: float | None = None) -> np.ndarray:
-        """Systemic ODE values, then each agent's plasma concentration (or infusion rate), at t.
+    def values(self, t: float, rate_time: float | None = None, fields: Any = None) -> np.ndarray:
+        """Systemic ODE values, each agent's plasma concentration (or infusion rate), then
+        the model's globals, at t.
 
         `rate_time`: when the infusion rates are looked up (default t); the end of a step
-        ending on a dose stop uses its start, the rate it was stepped with.
+        ending on a dose stop uses its start, the rate it was stepped with. `fields`: the
+        fields the globals are reduced from (needed when the model has globals).
         """
         rate_time = t if rate_time is None else rate_time
-        return np.array([*self.y, *self._agent_values(t, self.pk_state, rate_time)], dtype=np.float64)
+        base = [*self.y, *self._agent_values(t, self.pk_state, rate_time)]
+        if self.model.globals:
+            if fields is None or self.globals_evaluator is None:
+                raise RuntimeError("this model's globals are reduced from the fields: pass fields= "
+                                   "(and give SystemicRuntime a GlobalsEvaluator)")
+            base += self.globals_evaluator.values(fields, self.maps, t, base)
+        return np.array(base, dtype=np.float64)
 
     def apply_boluses(self, t: float) -> None:
         """Give every bolus scheduled at exactly t (value reported at t is the one after it)."""

@@ -27,6 +27,7 @@ from solver.errors import ConfigError
 from solver.fields.static import StaticFields
 from solver.grid import Grid
 from solver.integrators.choice import IntegratorChoice, choose_integrator, integrator_candidates
+from solver.integrators.globals import GlobalsEvaluator
 from solver.integrators.stability import StepBound, choose_dt
 from solver.integrators.systemic import SystemicRuntime
 from solver.model import Model
@@ -117,9 +118,10 @@ def make_plan(config: RunConfig, model: Model, grid: Grid, static: StaticFields)
         ConfigError: a fixed time.dt above the stability bound of the chosen integrator.
     """
     time = config.time
-    runtime = SystemicRuntime(model)
+    runtime = SystemicRuntime(model, GlobalsEvaluator(model, grid), static.maps)
     runtime.apply_boluses(0.0)
-    candidates = integrator_candidates(model, grid, static.initial, static.maps, runtime.values(0.0), time)
+    candidates = integrator_candidates(model, grid, static.initial, static.maps,
+                                       runtime.values(0.0, fields=static.initial), time)
     choice = choose_integrator(candidates, time, model.names)
     order, rtol, atol = _accuracy(time, choice, model, static)
     dt = choose_dt(time, choice.bound)

@@ -43,6 +43,7 @@ from solver.fields.static import StaticFields, build_static_fields
 from solver.grid import Grid
 from solver.integrators import make_integrator
 from solver.integrators.explicit import ExplicitIntegrator, FieldState, Segment
+from solver.integrators.globals import GlobalsEvaluator
 from solver.integrators.systemic import SystemicRuntime
 from solver.io.checkpoint import (
     CHECKPOINT_DIR,
@@ -117,6 +118,11 @@ class RunningState:
     @property
     def backend(self) -> Backend:
         return self.integrator.backend
+
+    def scalars(self, t: float | None = None) -> np.ndarray:
+        """The systemic values, agents and the model's globals at t (default: the fields' t),
+        the globals reduced from the current fields."""
+        return self.systemic.values(self.fields.t if t is None else t, fields=self.fields.u)
 
 
 class Simulation:
@@ -209,15 +215,16 @@ class Simulation:
                                      self.config.output.check_every, plan.order, plan.max_change, plan.rtol,
                                      plan.atol, plan.max_courant)
         maps = self.maps if len(self.maps) else self.static.maps_as(self.dtype)  # kernels take a pointer
-        systemic = SystemicRuntime(self.model)
+        device_maps = backend.to_device(maps)
+        systemic = SystemicRuntime(self.model, GlobalsEvaluator(self.model, grid, backend, self.dtype), device_maps)
         if checkpoint is None:
             u = backend.to_device(self.u0)
-            fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps))
+            fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=device_maps)
             systemic.apply_boluses(0.0)
         else:
             u = backend.to_device(checkpoint.fields)
             segment = Segment(*checkpoint.segment) if checkpoint.segment is not None else None
-            fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=backend.to_device(maps),
+            fields = FieldState(u=u, u_new=backend.xp.empty_like(u), maps=device_maps,
                                 t=checkpoint.t, step=checkpoint.step, segment=segment,
                                 dt_next=checkpoint.dt_next, peak=checkpoint.guard_peak)
             systemic.set_state(checkpoint.systemic)
@@ -266,10 +273,12 @@ class Simulation:
         return (*stats, *self.series_names(), *(d.name for d in self.model.diagnostics))
 
     def series_names(self) -> dict[str, str]:
-        """Time-series name -> units, for every systemic scalar and agent."""
+        """Time-series name -> units, for every systemic scalar, agent and global, in
+        Model.systemic_names order."""
         out = {v.name: v.units for v in self.model.systemic}
         for a in self.model.agents:
             out[f"plasma_{a.name}" if a.pk is not None else f"rate_{a.name}"] = a.units
+        out.update({g.name: g.units for g in self.model.globals})
         return out
 
     def units(self) -> dict[str, str]:
@@ -288,7 +297,7 @@ class Simulation:
             values[f"total_{n}"] = float(stats.total[i])
             values[f"min_{n}"] = float(stats.minimum[i])
             values[f"max_{n}"] = float(stats.maximum[i])
-        scalars = state.systemic.values(t)
+        scalars = state.systemic.values(t, fields=state.fields.u)
         values.update(zip(self.series_names(), (float(v) for v in scalars)))
         values.update(diagnostics.evaluate(state.fields.u, state.fields.maps, t, scalars))
         return values
@@ -532,7 +541,7 @@ class Simulation:
             final_totals={n: float(stats.total[i]) for i, n in enumerate(names)},
             final_min={n: float(stats.minimum[i]) for i, n in enumerate(names)},
             final_max={n: float(stats.maximum[i]) for i, n in enumerate(names)},
-            final_diagnostics={**dict(zip(self.series_names(), state.systemic.values(state.fields.t))), **final},
+            final_diagnostics={**dict(zip(self.series_names(), state.scalars())), **final},
             resumed_from=checkpoint.path if checkpoint is not None else None,
             steps_this_session=state.fields.step - step0,
             last_checkpoint=self.last_checkpoint,
