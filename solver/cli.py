@@ -33,13 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("solver")
 DEFAULT_CONFIG = "quickstart"
+SET_HELP = ("change a config key before validation (repeatable): dotted keys, list items by index or "
+            "treatment agent, e.g. treatment[il2].start=1.0, model.parameters.K_T=0.5, model.variant=patient10")
 
 
-def _load(path: str | None, backend: str | None, precision: str | None) -> RunConfig:
-    """The config at `path` (the built-in quickstart when None), with command-line overrides."""
+def _load(path: str | None, backend: str | None, precision: str | None, sets: list[str] | None = None) -> RunConfig:
+    """The config at `path` (the built-in quickstart when None), with command-line overrides
+    (`--set KEY=VALUE`, applied before validation; then --backend and --precision)."""
     from solver.config import builtin_config_path, load_config
 
-    config = load_config(path if path else builtin_config_path(DEFAULT_CONFIG))
+    config = load_config(path if path else builtin_config_path(DEFAULT_CONFIG), overrides=sets or ())
     changes = {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
     return config.replace(**changes) if changes else config
 
@@ -47,7 +50,7 @@ def _load(path: str | None, backend: str | None, precision: str | None) -> RunCo
 def cmd_validate(args: argparse.Namespace) -> int:
     from solver.run import Simulation
 
-    config = _load(args.config, None, None)
+    config = _load(args.config, None, None, args.set)
     sim = Simulation(config)
     plan = sim.plan
     print(f"{args.config}: valid")
@@ -71,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--dry-run plans a new run; it cannot be combined with --resume")
     if args.progress_every < 0:
         raise ConfigError(f"--progress-every must be >= 0 seconds (0: no progress), got {args.progress_every:g}")
-    config = _load(args.config, args.backend, args.precision)
+    config = _load(args.config, args.backend, args.precision, args.set)
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
     if args.dry_run:
         return _dry_run(sim)
@@ -126,6 +129,8 @@ def resume_command(args: argparse.Namespace, out_dir: Path, checkpoint: Path) ->
     if args.config:
         parts.append(args.config)
     parts += ["--out", str(out_dir)]
+    for item in getattr(args, "set", None) or ():
+        parts += ["--set", item]
     for option in ("backend", "precision"):
         if getattr(args, option):
             parts += [f"--{option}", getattr(args, option)]
@@ -317,10 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress-every", type=float, default=30.0, metavar="SECONDS",
         help="progress line interval when stderr is not a terminal (default 30; 0: no progress)",
     )
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a config without running it")
     validate.add_argument("config", help="YAML config")
+    validate.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     validate.set_defaults(func=cmd_validate)
 
     size = {"nargs": 2, "type": int, "default": [1024, 768], "metavar": ("W", "H"), "help": "picture size in pixels"}
