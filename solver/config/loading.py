@@ -97,14 +97,14 @@ def parse_config(data: Any, source: str = "<config>", overrides: Sequence[Any] =
 
 
 def _set_by(message: str, items: list[Any], data: dict[str, Any]) -> str:
-    """" (set by --set KEY=VALUE)" when the error's key is one an override set (or lies under it)."""
+    """" (set by --set KEY=VALUE)" (or the study section that set it) when the error's key is one an override set (or lies under it)."""
     for o in reversed(items):
         try:
             key = resolved_key(data, o.path)
         except ConfigError:
             continue
         if message.startswith((f"{key}:", f"{key}.", f"{key}[")) or f"{key!r}" in message:
-            return f" (set by --set {o})"
+            return f" (set by {o.origin} {o})"
     return ""
 
 

@@ -7,6 +7,8 @@ Public API:
     apply_overrides(data, overrides, source) -> dict
         the mapping with its built-in model expanded and every override applied (not
         yet validated: solver.config.loading.parse_config validates it)
+    get_value(data, key, default=None)  the value at a key path in a config mapping
+    resolved_key(data, key) -> str      the key with treatment agents replaced by indexes
     PRE_EXPANSION_KEYS                  model.builtin and model.variant, set before expansion
 
 Keys are dotted, with list items picked by index or, for an entry with an `agent`
@@ -66,14 +68,21 @@ KeyPath = tuple[str | Item, ...]
 
 @dataclass(frozen=True)
 class Override:
-    """One `KEY=VALUE`: the key as written, its path, and the value (parsed YAML)."""
+    """One `KEY=VALUE`: the key as written, its path, the value (parsed YAML), and where it
+    came from for messages ("--set"; a study names its section, e.g. "vary")."""
 
     key: str
     path: KeyPath
     value: Any
+    origin: str = "--set"
 
     def __str__(self) -> str:
         return f"{self.key}={yaml.safe_dump(self.value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: "--set KEY"."""
+        return f"{self.origin} {self.key}"
 
 
 def format_key(path: KeyPath) -> str:
@@ -126,14 +135,18 @@ def parse_override(text: str) -> Override:
     return Override(key.strip(), path, value)
 
 
-def as_override(item: Override | str | tuple[str, Any]) -> Override:
+def as_override(item: Override | str | tuple[str, Any], origin: str = "--set") -> Override:
     """An Override from `Override`, "KEY=VALUE" text, or a (key, value) pair (value as is)."""
     if isinstance(item, Override):
         return item
     if isinstance(item, str):
-        return parse_override(item)
+        o = parse_override(item)
+        return o if origin == "--set" else Override(o.key, o.path, o.value, origin)
     key, value = item
-    return Override(key, parse_key(key), value)
+    try:
+        return Override(key, parse_key(key), value, origin)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--set:", f"{origin}:", 1)) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Any, source: str = "<config>") -> dict[str, Any]:
@@ -160,11 +173,30 @@ def apply_overrides(data: dict[str, Any], overrides: Any, source: str = "<config
     except ConfigError as exc:
         if not early:
             raise
-        raise ConfigError(f"{exc} (set by --set {', '.join(str(o) for o in early)})") from None
+        raise ConfigError(f"{exc} (set by {', '.join(f'{o.origin} {o}' for o in early)})") from None
     for o in items:
         if o.path not in PRE_EXPANSION_KEYS:
             data = _set(RunConfig, data, o.path, 0, o)
     return data
+
+
+def get_value(data: dict[str, Any], key: str | KeyPath, default: Any = None) -> Any:
+    """The value at a key path in a config mapping (`default` where the path leads nowhere)."""
+    path = parse_key(key) if isinstance(key, str) else key
+    current: Any = data
+    for part in path:
+        if isinstance(part, Item) and isinstance(current, list):
+            sel = part.selector
+            hits = [e for e in current if isinstance(e, dict) and e.get("agent") == sel] if isinstance(sel, str) else \
+                current[sel:sel + 1] if -len(current) <= sel < len(current) else []
+            if len(hits) != 1:
+                return default
+            current = hits[0]
+        elif isinstance(part, str) and isinstance(current, dict) and part in current:
+            current = current[part]
+        else:
+            return default
+    return current
 
 
 def resolved_key(data: dict[str, Any], key: str | KeyPath) -> str:
@@ -214,7 +246,7 @@ def _set(annotation: Any, current: Any, path: KeyPath, i: int, o: Override) -> A
     origin = get_origin(annotation)
     if origin is dict:
         if not isinstance(current, dict) or not current:
-            raise ConfigError(f"--set {o.key}: {format_key(where)} has no entries to set")
+            raise ConfigError(f"{o.label}: {format_key(where)} has no entries to set")
         if not isinstance(part, str) or part not in current:
             raise _unknown(o, where, part, [str(k) for k in current])
         return {**current, part: _set(get_args(annotation)[1], current[part], path, i + 1, o)}
@@ -239,7 +271,7 @@ def _index(items: list[Any], part: Item, o: Override, where: KeyPath) -> int:
     if isinstance(sel, int):
         if not -len(items) <= sel < len(items):
             span = f"[0]..[{len(items) - 1}]" if items else "none (the list is empty)"
-            raise ConfigError(f"--set {o.key}: {key} has no item [{sel}]; items: {span}")
+            raise ConfigError(f"{o.label}: {key} has no item [{sel}]; items: {span}")
         return sel % len(items)
     agents = [e.get("agent") if isinstance(e, dict) else None for e in items]
     hits = [j for j, a in enumerate(agents) if a == sel]
@@ -249,9 +281,9 @@ def _index(items: list[Any], part: Item, o: Override, where: KeyPath) -> int:
     if not hits:
         valid = ", ".join(f"[{a}]" for a in named) or "none"
         span = f" or an index [0]..[{len(items) - 1}]" if items else ""
-        raise ConfigError(f"--set {o.key}: {key} has no entry for agent {sel!r}; agents: {valid}{span}")
+        raise ConfigError(f"{o.label}: {key} has no entry for agent {sel!r}; agents: {valid}{span}")
     raise ConfigError(
-        f"--set {o.key}: {key} has {len(hits)} entries for agent {sel!r} "
+        f"{o.label}: {key} has {len(hits)} entries for agent {sel!r} "
         f"({', '.join(f'{key}[{j}]' for j in hits)}): pick one by its index"
     )
 
@@ -263,12 +295,12 @@ def _unknown(o: Override, where: KeyPath, part: str | Item, valid: list[str]) ->
     full = format_key((*where, part))
     level = f" of {format_key(where)}" if where else ""
     listed = ", ".join(valid) if valid else "none"
-    return ConfigError(f"--set {o.key}: unknown key {full!r}{did}; valid keys{level}: {listed}")
+    return ConfigError(f"{o.label}: unknown key {full!r}{did}; valid keys{level}: {listed}")
 
 
 def _no_subkeys(o: Override, where: KeyPath, current: Any) -> ConfigError:
     return ConfigError(
-        f"--set {o.key}: {format_key(where)} is {shown(current)}, which has no key {str(o.path[len(where)])!r}; "
+        f"{o.label}: {format_key(where)} is {shown(current)}, which has no key {str(o.path[len(where)])!r}; "
         f"set the whole value instead (e.g. --set '{format_key(where)}={{...}}')"
     )
 
