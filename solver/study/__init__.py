@@ -85,15 +85,9 @@ def run_study(
 
 def load_summary(out: str | Path) -> Any:
     """The summary of a study folder as a pandas.DataFrame (DIR/summary.parquet)."""
-    import pandas as pd
+    from solver.study.engine import load_summary as _load
 
-    from solver.errors import ConfigError
-    from solver.study.engine import SUMMARY_PARQUET
-
-    path = Path(out) / SUMMARY_PARQUET
-    if not path.is_file():
-        raise ConfigError(f"{str(out)!r} holds no study summary ({SUMMARY_PARQUET}); give a folder `tumorsim study` wrote")
-    return pd.read_parquet(path)
+    return _load(out)
 
 
 def make_report(out: str | Path, **options: Any) -> Any:

@@ -7,6 +7,7 @@ Public API:
     StudyResult                         the summary (pandas.DataFrame), counts, the folder
     summary_frame(resolved, results) -> pandas.DataFrame
     write_summary(frame, out)           DIR/summary.parquet and DIR/summary.csv, atomically
+    load_summary(out) -> pandas.DataFrame
     read_meta(out) -> dict              DIR/study.json (columns, outcomes, report, base id)
     dry_run_lines(resolved, workers) -> list[str]
     study_folder(resolved, out) -> Path
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solver.errors import ConfigError, RunInterrupted, SimulationError
+from solver.errors import ConfigError, RunInterrupted, SimulationError, TumorsimError
 from solver.io.checkpoint import CHECKPOINT_DIR, list_checkpoints
 from solver.run.signals import StopRequest, signal_name
 from solver.study.members import Member, ResolvedStudy, read_result, run_member, task_for
@@ -117,6 +118,20 @@ def write_summary(frame: Any, out: Path) -> None:
         os.replace(tmp, out / name)
 
 
+def load_summary(out: str | Path) -> Any:
+    """DIR/summary.parquet as a pandas.DataFrame.
+
+    Raises:
+        ConfigError: the folder holds no summary.
+    """
+    import pandas as pd
+
+    path = Path(out) / SUMMARY_PARQUET
+    if not path.is_file():
+        raise ConfigError(f"{str(out)!r} holds no study summary ({SUMMARY_PARQUET}); give a folder `tumorsim study` wrote")
+    return pd.read_parquet(path)
+
+
 def read_meta(out: str | Path) -> dict[str, Any]:
     """DIR/study.json.
 
@@ -140,6 +155,7 @@ def _write_meta(resolved: ResolvedStudy, out: Path) -> None:
         "report": study.spec.report.model_dump(mode="json"),
         "base_id": next((m.id for m in resolved.members if m.base), None),
         "members": len(resolved.members),
+        "design_members": resolved.design_size,
     }
     tmp = out / f".{META_FILE}.tmp"
     tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -340,7 +356,11 @@ def dry_run_lines(resolved: ResolvedStudy, workers: int | None = None, sample: i
         config = parse_config(m.config, f"member {m.index}")
         config._base_dir = resolved.study.base_dir
         t0 = wallclock.perf_counter()
-        sim = Simulation(config)  # its set-up (model, maps, plan) counts too
+        try:
+            sim = Simulation(config)  # its set-up (model, maps, plan) counts too
+        except TumorsimError as exc:
+            lines.append(f"  member {m.index} ({m.id}) would fail: {one_line(exc)}")
+            continue
         setup = wallclock.perf_counter() - t0
         per_step = sim.seconds_per_step(get_backend("cpu" if config.backend == "auto" else config.backend))
         if per_step is not None:

@@ -79,6 +79,7 @@ class ResolvedStudy:
     members: list[Member]
     outcomes: dict[str, OutcomeSpec]
     columns: list[str] = field(default_factory=list)  # the value columns, in order
+    design_size: int = 0  # members from the design; a base member run besides them comes after
 
 
 def member_id(resolved: dict[str, Any]) -> str:
@@ -138,7 +139,7 @@ def resolve_members(study: Study) -> ResolvedStudy:
         check_outcomes(outcomes, build_model(base_config))
     except ConfigError as exc:
         raise ConfigError(f"{study.source}: {exc}") from None
-    return ResolvedStudy(study, base_config, members, outcomes, columns)
+    return ResolvedStudy(study, base_config, members, outcomes, columns, len(points))
 
 
 def _member(point: DesignPoint, study: Study) -> Member:
@@ -215,7 +216,7 @@ class MemberTask:
     config: dict[str, Any]
     base_dir: str
     outcomes: dict[str, dict[str, Any]]
-    resume: bool = False  # continue from the latest checkpoint in the folder
+    resume: bool = False  # the folder held checkpoints when submitted (the worker looks again)
     stop_event: str | None = None  # the name of the distributed.Event that stops the study
     previous_wall: float = 0.0  # wall seconds of earlier sessions of this member
 
@@ -285,7 +286,9 @@ def _run(task: MemberTask, folder: Path, stop: Any) -> dict[str, Any]:
 
     config = parse_config(task.config, source=f"member {task.id}")
     config._base_dir = Path(task.base_dir)
-    resume = task.resume and bool(list_checkpoints(folder / CHECKPOINT_DIR))
+    # Checkpoints in the folder are this member's (the folder is named by its physics): continue
+    # from the latest, whether the study was resumed or Dask moved the task off a lost worker.
+    resume = bool(list_checkpoints(folder / CHECKPOINT_DIR))
     if not resume:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.yaml").write_text(yaml.safe_dump(task.config, sort_keys=False), encoding="utf-8")

@@ -419,4 +419,4 @@ def _base(base: str | dict[str, Any], folder: Path, where: str) -> tuple[dict[st
         raise ConfigError(f"{where}: base: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: base: {path} is not a config mapping")
-    return data, path.resolve().parent, str(path)
+    return data, path.resolve().parent, str(path.resolve())
