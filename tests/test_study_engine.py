@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import pandas as pd
 import pytest
+
+pytest.importorskip("distributed", reason="the `study` extra is not installed")
+pd = pytest.importorskip("pandas", reason="the `study` extra is not installed")
 
 from solver.study import load_summary, make_report, run_study
 from solver.study.engine import execute

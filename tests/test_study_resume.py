@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import h5py
-import pandas as pd
 import pytest
 import yaml
+
+pytest.importorskip("distributed", reason="the `study` extra is not installed")
+pd = pytest.importorskip("pandas", reason="the `study` extra is not installed")
+
 from test_study_engine import tiny_study
 
 from solver.study import run_study

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("dask_jobqueue", reason="the `study` extra is not installed")
+
 from solver.errors import ConfigError
 from solver.study.cluster import PinGPUByWorkerIndex, slurm_cluster
 from solver.study.spec import SlurmClusterSpec, load_study

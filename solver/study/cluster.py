@@ -22,6 +22,7 @@ job to one of the job's GPUs (PinGPUByWorkerIndex). No scheduler of our own: Das
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -56,7 +57,7 @@ def visible_gpus() -> list[str]:
         import cupy
 
         return [str(i) for i in range(cupy.cuda.runtime.getDeviceCount())]
-    except Exception:  # no CuPy, no driver, no device
+    except Exception:  # noqa: BLE001 (no CuPy, no driver, no device: CuPy raises several kinds)
         return []
 
 
@@ -161,9 +162,8 @@ def _prepare_worker(ignore_sigint: bool) -> bool:
     group, and the study (not each worker) decides how to stop."""
     if ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import solver.run  # noqa: F401
-    import solver.study.members  # noqa: F401
-
+    for module in ("solver.run", "solver.study.members", "solver.study.outcomes"):
+        importlib.import_module(module)
     return True
 
 

@@ -66,7 +66,8 @@ class StudyResult:
     ran: int  # members run (or continued) by this call
     skipped: int  # members found finished and not run again
     cluster: str = ""
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # this call, cluster start and shutdown included
+    collect_seconds: float = 0.0  # from the first member submitted to the last result taken
 
 
 def study_folder(resolved: ResolvedStudy, out: str | Path | None) -> Path:
@@ -231,30 +232,33 @@ def execute(
     write_summary(summary_frame(resolved, results), out)
     stop = stop if stop is not None else StopRequest()
     started = wallclock.perf_counter()
-    description = ""
+    description, collect = "", 0.0
     if todo and not stop:
         from solver.study.cluster import open_client
 
         with open_client(resolved.study.spec.cluster, scheduler, workers, resolved.base_config.backend) as (client, description):
-            _collect(client, resolved, out, todo, previous, results, progress, stop)
+            collect = _collect(client, resolved, out, todo, previous, results, progress, stop)
     frame = summary_frame(resolved, results)
     write_summary(frame, out)
     counts = {s: int((frame["status"] == s).sum()) for s in STATUSES}
-    result = StudyResult(out, frame, counts, len(todo), skipped, description, wallclock.perf_counter() - started)
+    result = StudyResult(out, frame, counts, len(todo), skipped, description, wallclock.perf_counter() - started,
+                         collect)
     if stop:
         raise _stopped(stop.signum or 0, counts, out)
     return result
 
 
 def _collect(client: Any, resolved: ResolvedStudy, out: Path, todo: list[Member], previous: dict[str, float],
-             results: dict[str, dict[str, Any]], progress: bool, stop: StopRequest) -> None:
+             results: dict[str, dict[str, Any]], progress: bool, stop: StopRequest) -> float:
     """Submit the members, take results as they come, write the summary after each; on a
-    stop, tell running members to checkpoint and wait for them."""
+    stop, tell running members to checkpoint and wait for them. Returns the seconds from
+    the first submission to the last result."""
     from distributed import Event, as_completed
 
     event_name = f"tumorsim-stop-{uuid.uuid4().hex}"
     event = Event(event_name, client)
     futures: dict[str, Member] = {}
+    first = wallclock.perf_counter()
     submitted = []  # the Future objects: held until the end, or Dask forgets the tasks
     for m in todo:
         resume = bool(list_checkpoints(out / MEMBERS_DIR / m.id / CHECKPOINT_DIR))
@@ -292,6 +296,7 @@ def _collect(client: Any, resolved: ResolvedStudy, out: Path, todo: list[Member]
     finally:
         if bar is not None:
             bar.close()
+    return wallclock.perf_counter() - first
 
 
 def _result_of(future: Any, member: Member, before: dict[str, Any] | None) -> dict[str, Any]:
@@ -306,7 +311,7 @@ def _result_of(future: Any, member: Member, before: dict[str, Any] | None) -> di
         return before or {"id": member.id, "status": "pending"}
     try:
         error = future.exception()
-    except Exception as exc:  # the exception itself could not be fetched
+    except Exception as exc:  # noqa: BLE001 (the exception itself could not be fetched)
         error = exc
     return {"id": member.id, "status": "failed", "error": f"{type(error).__name__}: {one_line(error)}"}
 
@@ -326,17 +331,57 @@ def _stopped(signum: int, counts: dict[str, int], out: Path) -> RunInterrupted:
     return RunInterrupted(f"study stopped by {signal_name(signum)}: {shown}; summary {out / SUMMARY_CSV}", signum)
 
 
+_PROBE_STEPS = 20
+_PROBE_VALUES = 1 << 22
+
+
+def _time_member(member: Member, base_dir: Path) -> float | str:
+    """Seconds one member would take on the CPU: its set-up plus its steps at the rate of
+    _PROBE_STEPS steps taken with Simulation.advance (the whole step: implicit solves,
+    systemic scalars), after two warm-up steps; or why it cannot be timed here."""
+    from solver.backends.registry import get_backend
+    from solver.config import parse_config
+    from solver.run import Simulation
+
+    config = parse_config(member.config, f"member {member.index}")
+    config._base_dir = base_dir
+    if config.backend == "gpu":
+        return "runs on the GPU: not timed here (time one with `tumorsim run --dry-run` on a GPU node)"
+    n_species = len(config.model.species)
+    cells = config.grid.shape[0] * config.grid.shape[1] * config.grid.shape[2]
+    if cells * n_species > _PROBE_VALUES:
+        return f"{cells} cells x {n_species} species: too large to time on this CPU"
+    t0 = wallclock.perf_counter()
+    try:
+        sim = Simulation(config)
+    except TumorsimError as exc:
+        return f"would fail: {one_line(exc)}"
+    setup = wallclock.perf_counter() - t0
+    state = sim.start(get_backend("cpu"))
+    sim.advance(state, min(config.time.end, 2 * sim.plan.dt))
+    step0, t1 = state.fields.step, wallclock.perf_counter()
+    sim.advance(state, min(config.time.end, (2 + _PROBE_STEPS) * sim.plan.dt))
+    taken = state.fields.step - step0
+    per_step = (wallclock.perf_counter() - t1) / taken if taken else 0.0
+    from solver.diagnostics import DiagnosticsEvaluator
+
+    diagnostics = DiagnosticsEvaluator(sim.model, sim.grid, state.backend, sim.dtype)
+    t2 = wallclock.perf_counter()
+    for _ in range(3):  # a time-series record: reductions, systemic values, diagnostics
+        sim.record(state, state.integrator.check(state.fields), diagnostics)
+    per_record = (wallclock.perf_counter() - t2) / 3
+    return setup + per_step * sim.plan.estimated_steps + per_record * len(sim.plan.series_times)
+
+
 def dry_run_lines(resolved: ResolvedStudy, workers: int | None = None, sample: int = 5) -> list[str]:
     """What the study would run: the member count, a sample of resolved values, and a time
     estimate from a few timed CPU steps of up to three members. Writes nothing."""
-    from solver.backends.registry import get_backend
-    from solver.run import Simulation
     from solver.study.cluster import cpu_count
 
     members = resolved.members
     invalid = [m for m in members if m.config is None]
-    lines = [f"study {resolved.study.name!r}: {len(members)} member(s) from {resolved.study.source} "
-             f"(base {resolved.study.base_source}; combine {resolved.study.spec.combine})"]
+    lines = [(f"study {resolved.study.name!r}: {len(members)} member(s) from {resolved.study.source} "
+              f"(base {resolved.study.base_source}; combine {resolved.study.spec.combine})")]
     if invalid:
         lines.append(f"  {len(invalid)} member(s) do not validate and would fail: e.g. member {invalid[0].index}: "
                      f"{invalid[0].error}")
@@ -351,28 +396,21 @@ def dry_run_lines(resolved: ResolvedStudy, workers: int | None = None, sample: i
     probes = [valid[i] for i in sorted({0, len(valid) // 2, len(valid) - 1})] if valid else []
     seconds = []
     for m in probes:
-        from solver.config import parse_config
-
-        config = parse_config(m.config, f"member {m.index}")
-        config._base_dir = resolved.study.base_dir
-        t0 = wallclock.perf_counter()
-        try:
-            sim = Simulation(config)  # its set-up (model, maps, plan) counts too
-        except TumorsimError as exc:
-            lines.append(f"  member {m.index} ({m.id}) would fail: {one_line(exc)}")
-            continue
-        setup = wallclock.perf_counter() - t0
-        per_step = sim.seconds_per_step(get_backend("cpu" if config.backend == "auto" else config.backend))
-        if per_step is not None:
-            seconds.append(setup + per_step * sim.plan.estimated_steps)
+        estimate = _time_member(m, resolved.study.base_dir)
+        if isinstance(estimate, str):
+            lines.append(f"  member {m.index} ({m.id}): {estimate}")
+        else:
+            seconds.append(estimate)
     cluster = resolved.study.spec.cluster
     n = workers or getattr(cluster, "workers", None) or (cluster.jobs * (cluster.processes or max(cluster.gpus_per_job, 1))
                                                           if cluster.kind == "slurm" else cpu_count())
     if seconds:
         each = sum(seconds) / len(seconds)
         total = each * len(valid)
-        lines.append(f"  estimate: about {duration(each)} per member (set-up and a few timed CPU steps of "
-                     f"{len(seconds)} member(s)), {duration(total)} in all, about {duration(total / n)} on {n} worker(s)")
+        lines.append(f"  estimate: about {duration(each)} per member (set-up, {_PROBE_STEPS} steps and 3 records timed on "
+                     f"the CPU for {len(seconds)} member(s); file writes not counted), {duration(total)} in all, "
+                     f"about {duration(total / n)} on {n} worker(s)")
     else:
-        lines.append("  estimate: none (members are timed on the CPU backend only)")
+        lines.append("  estimate: none (members are timed on the CPU backend only, on grids of at most "
+                     f"{_PROBE_VALUES:.3g} values)")
     return lines

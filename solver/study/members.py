@@ -329,7 +329,7 @@ class _StopWatcher:
                 if self.event.wait(timeout=0.5):
                     self.stop.request(0)
                     return
-            except Exception:  # the scheduler is gone: checkpoint and stop
+            except Exception:  # noqa: BLE001 (the scheduler is gone, however it fails: checkpoint and stop)
                 if not self.done.is_set():
                     self.stop.request(0)
                 return

@@ -35,9 +35,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from solver.builtin_models import builtin_outcomes
 from solver.config import RunConfig
+from solver.config.messages import one_line_error
 from solver.errors import ConfigError
 from solver.study.spec import OutcomeSpec, StudySpec
 
@@ -52,8 +54,8 @@ def study_outcomes(spec: StudySpec, builtin: str | None) -> dict[str, OutcomeSpe
         for name, raw in builtin_outcomes(builtin).items():
             try:
                 out[name] = OutcomeSpec.model_validate(raw)
-            except Exception as exc:  # a shipped file that is wrong: a bug, said in one line
-                raise ConfigError(f"built-in model {builtin}: outcomes.{name}: {exc}") from None
+            except ValidationError as exc:  # a shipped file that is wrong: a bug, said in one line
+                raise ConfigError(f"built-in model {builtin}: outcomes.{name}: {one_line_error(exc, OutcomeSpec)}") from None
     out.update(spec.outcomes)
     return out
 

@@ -247,11 +247,11 @@ def markdown_table(frame: Any, columns: list[str], outcomes: list[str], report: 
     main = [o for o in (report.efficacy, report.toxicity, "min_burden", "regrowth_day", "cured",
                         "days_lymphocytes_below_half") if o in outcomes and o is not None]
     main = list(dict.fromkeys(main)) or outcomes[:4]
-    lines = [f"# Study {meta.get('name')}", "",
-             f"{len(frame)} members ({', '.join(f'{n} {s}' for s, n in counts.items())}); base config "
+    intro = (f"{len(frame)} members ({', '.join(f'{n} {s}' for s, n in counts.items())}); base config "
              f"`{Path(str(meta.get('base'))).name}`. Pareto front (★): no other member is better on both "
              f"{report.efficacy} ({better.get(report.efficacy) or 'lower'} is better) and {report.toxicity} "
-             f"({better.get(report.toxicity) or 'lower'} is better).", ""]
+             f"({better.get(report.toxicity) or 'lower'} is better).")
+    lines = [f"# Study {meta.get('name')}", "", intro, ""]
     head = ["#", "id", *columns, *main, "status", ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -147,7 +148,7 @@ class VaryEntry(_Section):
             return list(self.values)
         if self.range is not None:
             start, stop, step = self.range
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            n = math.floor((stop - start) / step + 1e-9) + 1
             return [_tidy(start + k * step) for k in range(n)]
         if self.linspace is not None:
             return [_tidy(float(v)) for v in np.linspace(*self.linspace)]
@@ -382,7 +383,7 @@ def load_study(source: str | Path | dict[str, Any], base_dir: str | Path | None 
             data = load_yaml(text)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read study file {str(path)!r}: {first_line(str(exc))}") from None
-        except Exception as exc:  # yaml.YAMLError
+        except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise ConfigError(f"{path}: YAML syntax error{at}: {first_line(getattr(exc, 'problem', None) or exc)}") from None
