@@ -14,6 +14,8 @@ single-threaded workers (solver.study.run_study's engine). Reported:
     throughput   members / (first submission -> last result)      the cluster warm
     end to end   members / (the whole study call: cluster start, shutdown, summary)
     ratio        throughput / (workers x single-run rate); the issue's target is >= 0.85
+    plain        the same members in `--workers` plain processes at once, no Dask: what
+                 the machine gives when that many members run together (the ceiling)
 
 --write-results replaces the "Study throughput" section of benchmarks/RESULTS.md with
 the numbers and the machine (from /proc/cpuinfo). Timings are what this machine gave;
@@ -73,6 +75,34 @@ def single_rate(resolved, folder: Path, singles: int) -> tuple[float, list[float
     return 1.0 / statistics.mean(times), times
 
 
+def _run_share(args: tuple[dict, str, list[int]]) -> float:
+    """In a fresh process: one warm-up member, then the members `indexes`; their seconds."""
+    from solver.study import resolve_study
+    from solver.study.members import run_member, task_for
+
+    data, folder, indexes = args
+    resolved = resolve_study(data)
+    warm = resolved.members[-1]
+    run_member(task_for(warm, Path(folder) / f"warm-{indexes[0]}", resolved, False, None))
+    started = time.perf_counter()
+    for i in indexes:
+        m = resolved.members[i]
+        run_member(task_for(m, Path(folder) / m.id, resolved, False, None))
+    return time.perf_counter() - started
+
+
+def plain_processes(data: dict, folder: Path, members: int, workers: int) -> float:
+    """Members per second of `workers` plain processes (no Dask) sharing the members, each
+    warmed up first: what this machine gives when that many members run at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [(data, str(folder), list(range(k, members, workers))) for k in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seconds = list(pool.map(_run_share, shares))
+    return members / max(seconds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=16)
@@ -93,7 +123,14 @@ def main() -> int:
     rate, singles = single_rate(resolved, root / "singles", args.singles)
     print(f"single run: {statistics.mean(singles):.2f} s per member ({', '.join(f'{t:.2f}' for t in singles)}) "
           f"-> {rate:.3f} members/s", flush=True)
+    plain = plain_processes(study(args.members, args.workers), root / "plain", args.members, args.workers)
+    print(f"{args.workers} plain processes at once (no Dask): {plain:.3f} members/s", flush=True)
+    import resource
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     result = execute(resolved, root / "study", progress=False)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    driver_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     assert result.counts["done"] == args.members, result.counts
     throughput = args.members / result.collect_seconds
     end_to_end = args.members / result.wall_seconds
@@ -105,6 +142,8 @@ def main() -> int:
         "collect_seconds": result.collect_seconds, "study_seconds": result.wall_seconds,
         "throughput": throughput, "end_to_end": end_to_end, "ratio": ratio,
         "ratio_end_to_end": end_to_end / (args.workers * rate),
+        "driver_cpu_seconds": driver_cpu,
+        "plain_rate": plain, "plain_ratio": plain / (args.workers * rate), "dask_vs_plain": throughput / plain,
         "member_wall_mean": float(walls.mean()), "member_wall_max": float(walls.max()),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -133,6 +172,9 @@ embedded LocalCluster of {n['workers']} single-threaded workers:
 | study, first submission to last result | {n['collect_seconds']:.1f} s: {n['throughput']:.3f} members/s |
 | study, whole call (cluster start and shutdown, summary) | {n['study_seconds']:.1f} s: {n['end_to_end']:.3f} members/s |
 | member wall time on a worker, mean / max | {n['member_wall_mean']:.2f} s / {n['member_wall_max']:.2f} s |
+| CPU time of the study process itself (scheduler, client, summary writes) | {n['driver_cpu_seconds']:.1f} s |
+| {n['workers']} plain processes at once, no Dask (each warmed up first) | {n['plain_rate']:.3f} members/s: {n['plain_ratio']:.2f} x (workers x single-run rate) |
+| the study against those plain processes | {n['dask_vs_plain']:.2f} |
 | **ratio: throughput / (workers x single-run rate)** (target >= 0.85) | **{n['ratio']:.2f}** ({n['ratio_end_to_end']:.2f} counting cluster start and shutdown) |
 """
     text = RESULTS.read_text(encoding="utf-8")

@@ -335,9 +335,9 @@ class _StopWatcher:
                 return
 
     def close(self) -> None:
+        """Stop watching. The thread ends at its next wake-up (within 0.5 s); the member's
+        task does not wait for it."""
         self.done.set()
-        if self.thread is not None:
-            self.thread.join(timeout=2.0)
 
 
 def _worker_name() -> str | None:
