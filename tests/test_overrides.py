@@ -98,6 +98,18 @@ def test_a_variant_brings_its_parameter_set_and_explicit_parameters_still_win() 
     assert both.model.parameters["d"] == 3.0 and both.model.parameters["m"] == 9.12
 
 
+def test_a_variant_changes_a_resolved_config_too_keeping_hand_set_parameters(tmp_path: Path) -> None:
+    resolved = load_config(QUICKSTART, ["model.parameters.K_T=0.5"]).model_dump(mode="json")
+    assert resolved["model"]["parameters"]["d"] == 2.34  # patient9, written out in full
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(resolved), encoding="utf-8")
+    patient10 = load_config(path, ["model.variant=patient10"])
+    assert patient10.model.parameters["d"] == 1.88 and patient10.model.parameters["m"] == 9.12
+    assert patient10.model.parameters["K_T"] == 0.5  # changed by hand: kept
+    assert patient10.model_dump() == load_config(QUICKSTART, ["model.parameters.K_T=0.5",
+                                                              "model.variant=patient10"]).model_dump()
+
+
 def test_the_mapping_given_is_not_changed() -> None:
     data = read_config_file(QUICKSTART)
     before = copy.deepcopy(data)

@@ -25,7 +25,9 @@ parameter, a species, a map) must already be in it (a built-in model's keys exis
 once the model is expanded, which is why overrides apply to the expanded mapping).
 An unknown key is refused with the valid keys at that level named. `model.builtin`
 and `model.variant` are applied before the expansion, so that a variant brings its
-parameter set. The values are then validated with the rest of the config, with the
+parameter set; in a resolved config (a run's config.yaml, which lists every parameter)
+the parameters still at the old built-in value follow the change, those changed by hand
+stay. The values are then validated with the rest of the config, with the
 config's own messages.
 """
 
@@ -165,8 +167,13 @@ def apply_overrides(data: dict[str, Any], overrides: Any, source: str = "<config
     if early:
         model = data.get("model")
         model = {"builtin": model} if isinstance(model, str) else dict(model or {})
+        before = _builtin_parameters(model)
         for o in early:
             model[o.path[1]] = o.value
+        if before:  # a resolved config lists every parameter: those still at the built-in value follow the change
+            params = model.get("parameters")
+            if isinstance(params, dict):
+                model["parameters"] = {k: v for k, v in params.items() if not (k in before and before[k] == v)}
         data["model"] = model
     try:
         data = with_builtin_model(data, source)
@@ -197,6 +204,18 @@ def get_value(data: dict[str, Any], key: str | KeyPath, default: Any = None) -> 
         else:
             return default
     return current
+
+
+def _builtin_parameters(model: dict[str, Any]) -> dict[str, Any]:
+    """The parameters the built-in model (and variant) of a model section give, {} if none."""
+    from solver.builtin_models import builtin_model
+
+    if not isinstance(model.get("builtin"), str):
+        return {}
+    try:
+        return builtin_model(model["builtin"], model.get("variant")).get("parameters", {})
+    except ConfigError:
+        return {}
 
 
 def resolved_key(data: dict[str, Any], key: str | KeyPath) -> str:
