@@ -1,4 +1,5 @@
-"""Command line: `tumorsim run | validate | view | animate | plot | compare` (also `python -m solver`).
+"""Command line: `tumorsim run | validate | view | animate | plot | compare | study | bench`
+(also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
 with exit status 2 (bad config, arguments, or a checkpoint that cannot be resumed)
@@ -13,6 +14,9 @@ number (130, 143, 138). `run --resume [CHECKPOINT|latest|auto]` continues a run 
 from the latest checkpoint if there is one, else from the start: a batch job requeued
 with its own command line); `run --dry-run` prints the plan, memory, output size and a
 runtime estimate. `plot --follow` redraws a running run's time series as records arrive.
+`run --set KEY=VALUE` changes a config key before validation. `study STUDY.yaml` runs a
+regimen study on Dask (solver/study/); it stops the same way, with every running
+member checkpointed, and `study --resume` continues it.
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("solver")
 DEFAULT_CONFIG = "quickstart"
+SET_HELP = ("change a config key before validation (repeatable): dotted keys, list items by index or "
+            "treatment agent, e.g. treatment[il2].start=1.0, model.parameters.K_T=0.5, model.variant=patient10")
 
 
-def _load(path: str | None, backend: str | None, precision: str | None) -> RunConfig:
-    """The config at `path` (the built-in quickstart when None), with command-line overrides."""
+def _load(path: str | None, backend: str | None, precision: str | None, sets: list[str] | None = None) -> RunConfig:
+    """The config at `path` (the built-in quickstart when None), with command-line overrides
+    (`--set KEY=VALUE`, applied before validation; then --backend and --precision)."""
     from solver.config import builtin_config_path, load_config
 
-    config = load_config(path if path else builtin_config_path(DEFAULT_CONFIG))
+    config = load_config(path if path else builtin_config_path(DEFAULT_CONFIG), overrides=sets or ())
     changes = {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
     return config.replace(**changes) if changes else config
 
@@ -49,7 +56,7 @@ def _load(path: str | None, backend: str | None, precision: str | None) -> RunCo
 def cmd_validate(args: argparse.Namespace) -> int:
     from solver.run import Simulation
 
-    config = _load(args.config, None, None)
+    config = _load(args.config, None, None, args.set)
     sim = Simulation(config)
     plan = sim.plan
     print(f"{args.config}: valid")
@@ -73,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--dry-run plans a new run; it cannot be combined with --resume")
     if args.progress_every < 0:
         raise ConfigError(f"--progress-every must be >= 0 seconds (0: no progress), got {args.progress_every:g}")
-    config = _load(args.config, args.backend, args.precision)
+    config = _load(args.config, args.backend, args.precision, args.set)
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
     if args.dry_run:
         return _dry_run(sim)
@@ -147,6 +154,8 @@ def resume_command(args: argparse.Namespace, out_dir: Path, checkpoint: Path) ->
     if args.config:
         parts.append(args.config)
     parts += ["--out", str(out_dir)]
+    for item in getattr(args, "set", None) or ():
+        parts += ["--set", item]
     for option in ("backend", "precision"):
         if getattr(args, option):
             parts += [f"--{option}", getattr(args, option)]
@@ -374,10 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress-every", type=float, default=30.0, metavar="SECONDS",
         help="progress line interval when stderr is not a terminal (default 30; 0: no progress)",
     )
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a config without running it")
     validate.add_argument("config", help="YAML config")
+    validate.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     validate.set_defaults(func=cmd_validate)
 
     size = {"nargs": 2, "type": int, "default": [1024, 768], "metavar": ("W", "H"), "help": "picture size in pixels"}
@@ -416,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--log", action="store_true", help="logarithmic y axes")
     compare.set_defaults(func=cmd_compare)
 
+    # Studies (solver/study/, Dask) are imported only when `study` runs; its options (and
+    # those of `study report DIR`) are parsed there.
+    study = sub.add_parser("study", help="run a regimen study: many members from one study file, on Dask "
+                           "(study report DIR: its pictures and table)", add_help=False, prefix_chars="\0")
+    study.add_argument("study_args", nargs=argparse.REMAINDER, help="options of the study (study --help)")
+    study.set_defaults(func=cmd_study)
+
     # The benchmark harness (solver/bench/) is imported only when `bench` runs: its options
     # are parsed there, so `tumorsim --help` stays light (no sympy, no pydantic).
     bench = sub.add_parser("bench", help="benchmark the explicit step (GPU; --small on the CPU)",
@@ -434,6 +452,93 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(report.summary())
     return 0
 
+
+
+def study_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tumorsim study", description="run a regimen study (docs/studies.md); "
+                     "`tumorsim study report DIR` draws its pictures and table")
+    parser.add_argument("study", help="study file (YAML)")
+    parser.add_argument("--out", help="study folder (default: the study's output, else outputs/studies/NAME)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the study in its folder: finished members are kept, interrupted ones continue")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the members and estimate the time from a few steps; run and write nothing")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="join a running Dask scheduler (tcp://host:8786)")
+    parser.add_argument("--workers", type=int, metavar="N", help="workers of the cluster the study starts")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tumorsim study report", description="pictures and a Markdown table of a study folder")
+    parser.add_argument("dir", help="the study folder")
+    parser.add_argument("-o", "--output", help="folder for the report (default: DIR/report)")
+    parser.add_argument("--x", help="varied key along the heatmap's x axis")
+    parser.add_argument("--y", help="varied key along the heatmap's y axis")
+    parser.add_argument("--value", help="outcome the heatmap shows (default: the efficacy outcome)")
+    parser.add_argument("--efficacy", help="efficacy outcome of the Pareto scatter (default: final_burden)")
+    parser.add_argument("--toxicity", help="toxicity outcome of the Pareto scatter (default: lymphocyte_nadir)")
+    parser.add_argument("--members", help="comma-separated member ids to overlay besides the best and the base")
+    parser.add_argument("--series", help="comma-separated series of the overlay (default: tumour_burden,C)")
+    return parser
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    if args.study_args[:1] == ["report"]:
+        return cmd_study_report(report_parser().parse_args(args.study_args[1:]))
+    options = study_parser().parse_args(args.study_args)
+    if options.workers is not None and options.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {options.workers}")
+    if options.dry_run and options.resume:
+        raise ConfigError("--dry-run lists a new study's members; it cannot be combined with --resume")
+    import distributed  # noqa: F401  (its import sets its loggers to INFO: quiet them unless --verbose)
+
+    from solver.run import StopRequest, stop_on_signals
+    from solver.study import resolve_study
+    from solver.study.engine import SUMMARY_CSV, SUMMARY_PARQUET, dry_run_lines, execute
+
+    logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    resolved = resolve_study(options.study)
+    if options.dry_run:
+        for line in dry_run_lines(resolved, options.workers):
+            print(line)
+        return 0
+    print(f"tumorsim {__version__}: study {resolved.study.name!r}, {len(resolved.members)} member(s) from "
+          f"{options.study}" + (", resuming" if options.resume else ""))
+    stop = StopRequest()
+    try:
+        with stop_on_signals(stop):
+            result = execute(resolved, options.out, resume=options.resume, scheduler=options.scheduler,
+                             workers=options.workers, progress=not options.no_progress, stop=stop)
+    except RunInterrupted as exc:
+        print(f"tumorsim: {one_line(exc)}", file=sys.stderr)
+        resume = ["tumorsim", "study", options.study, "--resume"]
+        resume += ["--out", options.out] if options.out else []
+        print(f"tumorsim: resume with: {shlex.join(resume)}", file=sys.stderr)
+        return 128 + (exc.signum or signal.SIGINT)
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
+    print(f"done: {counts}; {result.ran} run now, {result.skipped} found finished, in {result.wall_seconds:.1f} s"
+          + (f" on {result.cluster}" if result.cluster else ""))
+    failed = result.summary[result.summary["status"] == "failed"]
+    for _, row in failed.head(5).iterrows():
+        print(f"  failed: member {row['index']} ({row['id']}): {row['error']}")
+    if len(failed) > 5:
+        print(f"  ... and {len(failed) - 5} more failed (summary column `error`)")
+    print(f"files: {result.out / SUMMARY_CSV}")
+    print(f"       {result.out / SUMMARY_PARQUET}")
+    print(f"       {result.out / 'members'}/<id>/ (one run folder per member)")
+    return 1 if result.counts["failed"] and not result.counts["done"] else 0
+
+
+def cmd_study_report(options: argparse.Namespace) -> int:
+    from solver.study.report import make_report
+
+    report = make_report(options.dir, output=options.output, x=options.x, y=options.y, value=options.value,
+                         efficacy=options.efficacy, toxicity=options.toxicity,
+                         members=_list_arg(options.members), series=_list_arg(options.series))
+    for path in report.files:
+        print(f"report: {path}")
+    return 0
 
 
 def _error(message: object, status: int) -> int:

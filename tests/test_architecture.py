@@ -35,6 +35,7 @@ LAYERS = [
     ["solver.io"],
     ["solver.run"],
     ["solver.viz"],
+    ["solver.study"],  # regimen studies: many runs, on Dask; imported only by `tumorsim study`
     ["solver.bench"],
     ["solver.cli", "solver.__main__"],
 ]
@@ -131,12 +132,14 @@ def test_modules_are_short_or_say_why() -> None:
         assert long[name] > MAX_LINES, f"{name} is {long[name]} lines: drop it from LONG_MODULES"
 
 
-def test_the_help_imports_neither_sympy_nor_pydantic() -> None:
+def test_the_help_imports_neither_sympy_nor_pydantic_nor_dask() -> None:
     code = ("import sys\nfrom solver.cli import build_parser\nbuild_parser().format_help()\n"
-            "print(' '.join(sorted(m for m in ('sympy', 'pydantic', 'numpy', 'h5py') if m in sys.modules)))")
+            "print(' '.join(sorted(m for m in ('sympy', 'pydantic', 'numpy', 'h5py', 'dask', 'distributed', 'pandas')"
+            " if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     loaded = out.stdout.split()
     assert "sympy" not in loaded and "pydantic" not in loaded
+    assert "dask" not in loaded and "distributed" not in loaded and "pandas" not in loaded
 
 
 def _vessel_config(tmp_path: Path):

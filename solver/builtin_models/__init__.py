@@ -4,12 +4,15 @@ Public API:
     builtin_model(name, variant=None) -> dict     the model section, variant applied
     builtin_model_names() -> list[str]
     with_builtin_model(data, source) -> dict      a config mapping with `model: NAME` expanded
+    builtin_outcomes(name) -> dict                the model's default study outcomes (raw mappings)
 
 A model file holds `description`, `source` (the citation), `model` (a config `model:`
 section, with every default commented with its source), and optionally `variants`
-(named parameter sets, e.g. patient9 / patient10) with `default_variant`, and
-`extends: OTHER` to start from another built-in model (its model section, variants and
-default variant), changing it key by key. docs/model.md documents the shipped models.
+(named parameter sets, e.g. patient9 / patient10) with `default_variant`, `outcomes`
+(the default outcomes of a study member, solver/study/outcomes.py), and
+`extends: OTHER` to start from another built-in model (its model section, variants,
+default variant and outcomes), changing it key by key. docs/model.md documents the
+shipped models.
 """
 
 from __future__ import annotations
@@ -84,3 +87,14 @@ def with_builtin_model(data: dict[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: model.{exc}") from None
     overrides = {k: v for k, v in model.items() if k not in ("builtin", "variant")}
     return {**data, "model": deep_merge(base, overrides)}
+
+
+def builtin_outcomes(name: str) -> dict[str, dict[str, object]]:
+    """The default study outcomes of a built-in model, as written in its file (an `extends`
+    model inherits them); {} when it declares none. solver/study/spec.py validates them.
+
+    Raises:
+        ConfigError: unknown model (the message lists the built-in ones).
+    """
+    outcomes = _model_file(name).get("outcomes") or {}
+    return {str(k): dict(v) for k, v in outcomes.items()}

@@ -1,8 +1,11 @@
 """Run configuration: YAML -> validated, frozen, typed config objects.
 
 Public API:
-    load_config(path) -> RunConfig      read a YAML file (safe loader) and validate it
-    parse_config(data, source) -> RunConfig
+    load_config(path, overrides=()) -> RunConfig   read a YAML file (safe loader) and validate it
+    parse_config(data, source, overrides=()) -> RunConfig
+    read_config_file(path) -> dict      a config file's mapping as written
+    Override, parse_override(text), apply_overrides(data, overrides, source)
+                                        `--set KEY=VALUE` (solver/config/overrides.py)
     builtin_config_path(name) -> Path   a config shipped with the package (e.g. "quickstart")
     RunConfig and its sections (solver/config/sections.py): GridConfig, TimeConfig,
         OutputConfig, CheckpointConfig, ModelConfig, SpeciesConfig, ChemotaxisConfig,
@@ -12,13 +15,14 @@ Public API:
     normalise_boundary(spec)            (solver/config/boundary.py)
 
 Modules: types (value types), sources, boundary, sections (the schema), messages
-(one-line errors), loading (files and mappings).
+(one-line errors), overrides (`--set`), loading (files and mappings).
 """
 
 from __future__ import annotations
 
 from solver.config.boundary import FACE_KINDS, normalise_boundary
-from solver.config.loading import builtin_config_path, load_config, parse_config
+from solver.config.loading import builtin_config_path, load_config, parse_config, read_config_file
+from solver.config.overrides import Override, apply_overrides, parse_key, parse_override
 from solver.config.sections import (
     DEFAULT_CHECKPOINTS,
     RESERVED_NAMES,
@@ -56,8 +60,8 @@ __all__ = [
     "DEFAULT_CHECKPOINTS", "FACE_KINDS", "RESERVED_NAMES", "AgentConfig", "CheckpointConfig",
     "ChemotaxisConfig", "DiagnosticConfig", "DoseConfig", "EllipsoidTumour", "FileSource",
     "FileVessels", "GridConfig", "ModelConfig", "NecroticCoreVessels", "NetworkVessels",
-    "OutputConfig", "PKConfig", "RunConfig", "Source", "SpeciesConfig", "SphereTumour",
+    "OutputConfig", "Override", "PKConfig", "RunConfig", "Source", "SpeciesConfig", "SphereTumour",
     "SystemicConfig", "TimeConfig", "TumourSource", "UniformVessels", "VesselSource",
-    "builtin_config_path", "check_name", "load_config", "normalise_boundary", "parse_config",
-    "tumour_options", "vessel_options",
+    "apply_overrides", "builtin_config_path", "check_name", "load_config", "normalise_boundary",
+    "parse_config", "parse_key", "parse_override", "read_config_file", "tumour_options", "vessel_options",
 ]
