@@ -320,8 +320,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _beside(run: str, name: str):
-    from pathlib import Path
-
     path = Path(run)
     return (path if path.is_dir() else path.parent) / name
 
