@@ -2,6 +2,7 @@
 
 Public API:
     build_model(config) -> Model
+    treatment_specs(config) -> list[DoseSpec]   doses in each agent's unit (per_m2 applied)
     Model, Species, Chemotaxis, SystemicVariable, Agent, Diagnostic, GlobalQuantity
     Model.arguments() -> list of symbols   the argument order of every generated evaluation
     Model.neighbour_species(...)           which species a transport stencil reads around a cell
@@ -41,6 +42,16 @@ log = logging.getLogger(__name__)
 
 TIME = sp.Symbol("t", real=True)
 COORDS = tuple(sp.Symbol(a, real=True) for a in AXES)
+
+# Names every expression may use, set by the grid (in its length unit cubed).
+GRID_CONSTANTS = {"domain_volume": "volume (product of its extents)", "cell_volume": "cell volume"}
+
+
+def grid_constants(config: RunConfig) -> dict[str, float]:
+    """domain_volume and cell_volume of the config's grid, in its length unit cubed."""
+    spacing = config.grid.spacing3
+    cell = float(spacing[0] * spacing[1] * spacing[2])
+    return {"domain_volume": cell * float(np.prod(config.grid.shape)), "cell_volume": cell}
 
 
 @dataclass(frozen=True)
@@ -105,13 +116,15 @@ class Diagnostic:
 
 @dataclass(frozen=True)
 class GlobalQuantity:
-    """A scalar reduced from the fields at every stage of every step: the integral of
-    `expr` (species, maps, t, x, y, z, systemic scalars and agents) over the domain.
-    Reactions read it like a systemic scalar (solver/integrators/globals.py)."""
+    """A scalar recomputed from the fields at every stage of every step: the integral of
+    `expr` (species, maps, t, x, y, z, systemic scalars and agents) over the domain, or,
+    with integral False, `expr` of the globals before it (evaluated in float64 on the
+    host). Reactions read it like a systemic scalar (solver/integrators/globals.py)."""
 
     name: str
     expr: sp.Expr
     units: str = ""
+    integral: bool = True
 
 
 StaticSource = sp.Expr | FileSource | VesselSource | TumourSource
@@ -218,7 +231,13 @@ def build_model(config: RunConfig) -> Model:
             chemotaxis signal that is not a species.
     """
     mc = config.model
-    params = {k: float(v) for k, v in mc.parameters.items()}
+    user_params = {k: float(v) for k, v in mc.parameters.items()}
+    reserved = [k for k in GRID_CONSTANTS if k in user_params]
+    if reserved:
+        raise ConfigError(f"model.parameters.{reserved[0]}: the name is reserved for the grid's "
+                          f"{GRID_CONSTANTS[reserved[0]]}; choose another")
+    # the grid constants read like parameters in every expression
+    params = {**user_params, **grid_constants(config)}
     param_syms = {sp.Symbol(k, real=True): sp.Float(v) for k, v in params.items()}
     species_names = list(mc.species)
     map_names = list(mc.maps)
@@ -260,13 +279,17 @@ def build_model(config: RunConfig) -> Model:
     )
     agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant), ac.units) for name, ac in mc.agents.items())
 
-    # a global is reduced from the fields, so it cannot depend on another global
+    # an integral is reduced from the fields, so it cannot depend on another global; a
+    # value is computed from the globals before it
     global_inputs = [*species_names, *params, *map_names, "t", *AXES, *systemic_vars, *agent_names]
-    globals_ = tuple(
-        GlobalQuantity(name, parse_expression(gc.integral, global_inputs, f"model.globals.{name}.integral")
-                       .xreplace(param_syms), gc.units)
-        for name, gc in mc.globals.items()
-    )
+    globals_list: list[GlobalQuantity] = []
+    for name, gc in mc.globals.items():
+        if gc.integral is not None:
+            expr = parse_expression(gc.integral, global_inputs, f"model.globals.{name}.integral")
+        else:
+            expr = parse_expression(gc.value, [*params, *(g.name for g in globals_list)], f"model.globals.{name}.value")
+        globals_list.append(GlobalQuantity(name, expr.xreplace(param_syms), gc.units, gc.integral is not None))
+    globals_ = tuple(globals_list)
     reaction_names = [*global_inputs, *global_names]
     definitions: dict[sp.Symbol, sp.Expr] = {}
     _check_distinct({"name": reaction_names, "definition": list(mc.definitions)})
@@ -311,9 +334,10 @@ def build_model(config: RunConfig) -> Model:
         )
     diagnostics = _diagnostics(mc, reaction_names, {**param_syms, **definitions})
     _check_sizes(species, systemic, diagnostics)
-    schedule = _schedule(config, agent_names)
+    schedule = _schedule(config, agent_names, params)
     _check_periodic_consistency(species)
-    return Model(tuple(species), params, maps, config.base_dir, systemic, agents, schedule, diagnostics, globals_)
+    return Model(tuple(species), user_params, maps, config.base_dir, systemic, agents, schedule, diagnostics,
+                 globals_)
 
 
 def _check_sizes(species: list[Species], systemic: tuple[SystemicVariable, ...],
@@ -350,7 +374,8 @@ def _plasma_pk(name: str, pk: PKConfig | None, constant) -> PlasmaPK | None:
         raise ConfigError(f"{where}: give exactly one of k_el and half_life")
     k_el = (constant(pk.k_el, f"{where}.k_el") if pk.k_el is not None
             else half_life_to_rate(constant(pk.half_life, f"{where}.half_life")))
-    optional = {k: constant(getattr(pk, k), f"{where}.{k}") for k in ("k12", "k21", "volume_peripheral")
+    optional = {k: constant(getattr(pk, k), f"{where}.{k}")
+                for k in ("k12", "k21", "volume_peripheral", "k13", "k31", "volume_peripheral2")
                 if getattr(pk, k) is not None}
     return PlasmaPK(model=pk.model, volume=constant(pk.volume, f"{where}.volume"), k_el=k_el,
                     label=where, **optional)
@@ -377,7 +402,30 @@ def _diagnostics(mc, names: list[str], substitutions: dict) -> tuple[Diagnostic,
     return tuple(out)
 
 
-def _schedule(config: RunConfig, agent_names: list[str]) -> Schedule | None:
+def treatment_specs(config: RunConfig, params: dict[str, float] | None = None) -> list[DoseSpec]:
+    """The config's treatment entries as amounts in each agent's unit: a `per_m2` dose
+    multiplied by the model parameter body_surface_area (`params`: the model's
+    parameters, default the config's own).
+
+    Raises:
+        ConfigError: per_m2 without a body_surface_area parameter.
+    """
+    params = {k: float(v) for k, v in config.model.parameters.items()} if params is None else params
+    specs = []
+    for i, d in enumerate(config.treatment):
+        entry = d.model_dump()
+        if entry.pop("per_m2"):
+            if "body_surface_area" not in params:
+                raise ConfigError(f"treatment[{i}].per_m2 needs the model parameter body_surface_area (m^2); "
+                                  "add it to model.parameters, or give the dose in the agent's own unit")
+            for key in ("dose", "dose_rate"):
+                if entry[key] is not None:
+                    entry[key] *= params["body_surface_area"]
+        specs.append(DoseSpec(**entry))
+    return specs
+
+
+def _schedule(config: RunConfig, agent_names: list[str], params: dict[str, float]) -> Schedule | None:
     if not config.treatment:
         return None
     for i, d in enumerate(config.treatment):
@@ -385,8 +433,7 @@ def _schedule(config: RunConfig, agent_names: list[str]) -> Schedule | None:
             raise ConfigError(
                 f"treatment[{i}].agent: {d.agent!r} is not an agent of the model; agents: {', '.join(agent_names) or '(none)'}"
             )
-    specs = [DoseSpec(**d.model_dump()) for d in config.treatment]
-    return expand_schedule(specs, config.time.end)
+    return expand_schedule(treatment_specs(config, params), config.time.end)
 
 
 def _check_periodic_consistency(species: list[Species]) -> None:

@@ -1,8 +1,11 @@
 """The built-in spatial de Pillis 2006 model against the published ODE and closed forms.
 
-ODE limit (DESIGN.md section 2): uniform fields on one cell, w = 1, no-flux faces and
-fast tissue-plasma exchange (P = 1e6/day, sinks taken linearly implicitly so P does not
-bound dt) must reproduce a stiff Radau solve of the published ODE for T, N, L, C.
+ODE limit: uniform fields on one cell of a 1 mL domain (so densities per mL are the
+ODE's cell counts, and the tumour's effective volume and the represented volume are
+1 mL), w = 1, no-flux faces, fast tissue-plasma exchange (P = 1e6/day, sinks taken
+linearly implicitly so P does not bound dt), the paper's one-compartment plasma in its
+own units, no uptake, no synergy, no extinction: it must reproduce a stiff Radau solve
+of the published ODE for T, N, L, C.
 The grid integrator is first order in time: the test checks that the error halves with
 dt (observed order 1 +- 0.2) and that the Richardson extrapolation 2 u(dt/2) - u(dt) of
 two runs lies within 1e-3 of the ODE solution.
@@ -21,6 +24,25 @@ from solver.config import parse_config
 from solver.run import Simulation
 
 scipy_integrate = pytest.importorskip("scipy.integrate")
+
+GAMMA, MU_I = 0.9, 10.0  # 1/day, the paper's plasma eliminations of the drug and IL-2 [dP06]
+ONE_ML = 1.0e4  # um: a one-cell grid of 1 cm, a 1 mL domain
+_NO_PERIPHERAL = dict.fromkeys(("k12", "k21", "volume_peripheral", "k13", "k31", "volume_peripheral2"))
+
+
+def ode_model(variant: str = "patient9", parameters: dict | None = None, **species) -> dict:
+    """The built-in model as the paper writes it: one-compartment plasma of volume 1 (v_M
+    and v_I are concentration rates), M in the paper's units (M_kill = 1), instant
+    exchange, no uptake, no synergy, no extinction, every infused CD8 cell in the 1 mL
+    domain (homing 1 per mL)."""
+    return {
+        "builtin": "depillis2006", "variant": variant,
+        "parameters": {"P_M": 1e6, "P_I": 1e6, "gamma_tissue": 0.0, "muI_tissue": 0.0, "k_up": 0.0, "M_kill": 1.0,
+                       "icd": 0.0, "extinction": 0.0, "homing": 1.0, **(parameters or {})},
+        "agents": {"chemo": {"pk": {"model": "one", "volume": 1.0, "k_el": GAMMA, **_NO_PERIPHERAL}},
+                   "il2": {"pk": {"model": "one", "volume": 1.0, "k_el": MU_I, **_NO_PERIPHERAL}}},
+        "species": species,
+    }
 
 T0, N0, L0 = 2e7, 1e5, 1e3
 END = 8.0
@@ -48,8 +70,8 @@ def published_ode(t: float, y: np.ndarray, p: dict, vM: float, vI: float) -> lis
         -p["m"] * L + p["j"] * DT**2 / (p["k"] + DT**2) * L - p["q"] * L * T + (p["r1"] * N + p["r2"] * C) * T
         - p["u"] * N * L**2 - p["K_L"] * kill * L + p["pI"] * L * I / (p["gI"] + I),
         p["alpha"] - p["beta"] * C - p["K_C"] * kill * C,
-        -p["gamma"] * M + vM,
-        -p["muI"] * I + vI,
+        -GAMMA * M + vM,
+        -MU_I * I + vI,
     ]
 
 
@@ -75,17 +97,10 @@ def ode_limit_config(variant: str, dt: float, **model):
             "name": "ode-limit",
             "backend": "cpu",
             "precision": "float64",
-            "grid": {"shape": [1, 1, 1], "spacing": 100.0},
+            "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
             "time": {"end": END, "dt": dt, "reactions": "linearly-implicit"},
-            "model": {
-                "builtin": "depillis2006",
-                "variant": variant,
-                "parameters": {"P_M": 1e6, "P_I": 1e6, "gamma_tissue": 0.0, "muI_tissue": 0.0},
-                "systemic": {"C": {"initial": p["alpha"] / p["beta"],
-                                   "rate": "alpha - beta*C - K_C*(1 - exp(-chemo))*C"}},
-                "species": {"T": {"initial": T0}, "N": {"initial": N0}, "L": {"initial": L0}},
-                **model,
-            },
+            "model": {**ode_model(variant, T={"initial": T0}, N={"initial": N0}, L={"initial": L0}),
+                      "systemic": {"C": {"initial": p["alpha"] / p["beta"]}}, **model},
             "treatment": [CHEMO, IL2],
         }
     )
@@ -97,7 +112,7 @@ def grid_solution(variant: str, dt: float) -> np.ndarray:
     state = sim.start()
     sim.advance(state, END)
     u = state.backend.to_host(state.fields.u)[:, 0, 0, 0]
-    return np.array([u[0], u[1], u[2], state.systemic.values(END)[0]])
+    return np.array([u[0], u[1], u[2], state.scalars(END)[0]])
 
 
 @pytest.mark.parametrize("variant", ["patient9", "patient10"])
@@ -120,15 +135,15 @@ def test_tumour_free_equilibrium() -> None:
     cfg = parse_config(
         {
             "name": "equilibrium", "backend": "cpu", "precision": "float64",
-            "grid": {"shape": [1, 1, 1], "spacing": 100.0},
+            "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
             "time": {"end": 1000.0, "reactions": "linearly-implicit"},  # P_M w ~ 2e3/day: stiff
-            "model": {"builtin": "depillis2006", "species": {"N": {"initial": 0.0}}},
+            "model": ode_model(N={"initial": 0.0}),
         }
     )
     sim = Simulation(cfg)
     state = sim.start()
     sim.advance(state, 1000.0)
-    C = state.systemic.values(1000.0)[0]
+    C = state.scalars(1000.0)[0]
     N = state.backend.to_host(state.fields.u)[1]
     assert C == pytest.approx(p["alpha"] / p["beta"], rel=1e-12)
     np.testing.assert_allclose(N, p["e"] * p["alpha"] / (p["f"] * p["beta"]), rtol=1e-9)
@@ -147,11 +162,10 @@ def test_logistic_growth_without_immune_cells_or_drug() -> None:
         cfg = parse_config(
             {
                 "name": "logistic", "backend": "cpu", "precision": "float64",
-                "grid": {"shape": [1, 1, 1], "spacing": 100.0},
+                "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
                 "time": {"end": t_end, "dt": dt, "reactions": "linearly-implicit"},
-                "model": {"builtin": "depillis2006", "parameters": {"alpha": 0.0},
-                          "systemic": {"C": {"initial": 0.0, "rate": "0"}},
-                          "species": {"T": {"initial": T_start}}},
+                "model": {**ode_model(parameters={"alpha": 0.0}, T={"initial": T_start}),
+                          "systemic": {"C": {"initial": 0.0, "rate": "0"}}},
             }
         )
         return float(Simulation(cfg).evolve()[0].ravel()[0])
@@ -169,10 +183,10 @@ def test_plasma_levels_follow_pk_closed_forms(tmp_path) -> None:
     cfg = parse_config(
         {
             "name": "pk", "backend": "cpu", "precision": "float64",
-            "grid": {"shape": [1, 1, 1], "spacing": 100.0},
+            "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
             "time": {"end": 3.0, "reactions": "linearly-implicit"},
             "output": {"series_every": 0.25, "pictures": False},
-            "model": {"builtin": "depillis2006"},
+            "model": ode_model(),
             "treatment": [
                 {"agent": "chemo", "kind": "infusion", "dose_rate": 2.0, "duration": 1.0, "start": 0.5},
                 {"agent": "il2", "kind": "bolus", "dose": 1e5, "start": 0.25, "every": 0.25, "count": 8},
@@ -184,11 +198,11 @@ def test_plasma_levels_follow_pk_closed_forms(tmp_path) -> None:
 
     run = load_run(summary.run_file)
     t = run.series_time
-    g, v = p["gamma"], 2.0
+    g, v = GAMMA, 2.0
     on = np.clip(t - 0.5, 0, 1.0)
     expected = (v / g) * (1 - np.exp(-g * on)) * np.exp(-g * np.clip(t - 1.5, 0, None))
     np.testing.assert_allclose(run.series["plasma_chemo"], expected, rtol=1e-12, atol=1e-15)
-    q = math.exp(-p["muI"] * 0.25)
+    q = math.exp(-MU_I * 0.25)
     n = np.clip(np.round(t / 0.25), 0, 8)
     peaks = 1e5 * (1 - q**n) / (1 - q)
     after = t <= 2.0  # records at dose times hold the value just after the bolus
@@ -250,15 +264,12 @@ def regimen_config(variant: str, dt: float, order: int, arms: tuple[str, ...] = 
     p = builtin_model("depillis2006", variant)["parameters"]
     return parse_config({
         "name": "regimen", "backend": "cpu", "precision": "float64",
-        "grid": {"shape": [1, 1, 1], "spacing": 100.0},
+        "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
         "time": {"end": REGIMEN_END, "dt": dt, "order": order, "rtol": None, "integrator": "explicit",
                  "reactions": "linearly-implicit"},
-        "model": {"builtin": "depillis2006", "variant": variant,
-                  "parameters": {"P_M": 1e6, "P_I": 1e6, "gamma_tissue": 0.0, "muI_tissue": 0.0},
-                  "systemic": {"C": {"initial": p["alpha"] / p["beta"],
-                                     "rate": "alpha - beta*C - K_C*(1 - exp(-chemo))*C"}},
-                  "species": {"T": {"initial": REGIMEN_T0}, "N": {"initial": p["e"] * p["alpha"] / (p["f"] * p["beta"])},
-                              "L": {"initial": 0.0}}},
+        "model": {**ode_model(variant, T={"initial": REGIMEN_T0},
+                              N={"initial": p["e"] * p["alpha"] / (p["f"] * p["beta"])}, L={"initial": 0.0}),
+                  "systemic": {"C": {"initial": p["alpha"] / p["beta"]}}},
         "treatment": [REGIMEN[a] for a in arms],
     })
 
@@ -271,7 +282,7 @@ def regimen_trajectory(variant: str, dt: float, order: int) -> np.ndarray:
     for t in REGIMEN_RECORDS:
         sim.advance(state, float(t))
         u = state.backend.to_host(state.fields.u)[:, 0, 0, 0]
-        rows.append([u[0], u[1], u[2], state.systemic.values(float(t))[0]])
+        rows.append([u[0], u[1], u[2], state.scalars(float(t))[0]])
     return np.array(rows)
 
 

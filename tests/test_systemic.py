@@ -140,6 +140,32 @@ def test_two_compartment_step_equals_matrix_exponential(h: float, k_el: float) -
     np.testing.assert_allclose(pk.advance(x0, rate, h), expected, rtol=ROUNDOFF_RTOL)
 
 
+@pytest.mark.parametrize("h", [1e-9, 1.0 / 24, 1.0, 21.0])
+def test_three_compartment_step_equals_matrix_exponential(h: float) -> None:
+    # Doxorubicin's disposition (the built-in model's rates, per day, volumes in L), one
+    # exact step against scipy's expm of the augmented system, bolus state and infusion.
+    v1, v2, v3 = 32.2, 3810.0, 705.0
+    k10, k12, k21, k13, k31, rate = 1409 / v1, 859 / v1, 859 / v2, 1562 / v1, 1562 / v3, 100.0
+    pk = PlasmaPK(model="three", volume=v1, k_el=k10, k12=k12, k21=k21, volume_peripheral=v2,
+                  k13=k13, k31=k31, volume_peripheral2=v3)
+    aug = np.zeros((4, 4))
+    aug[:3, :3] = [[-(k10 + k12 + k13), k21 * v2 / v1, k31 * v3 / v1],
+                   [k12 * v1 / v2, -k21, 0.0], [k13 * v1 / v3, 0.0, -k31]]
+    aug[0, 3] = rate / v1
+    x0 = pk.apply_bolus(pk.initial_state(), 108.0)  # 60 mg/m^2 at 1.8 m^2
+    expected = (scipy.linalg.expm(h * aug) @ np.append(x0, 1.0))[:3]
+    # the eigendecomposition of rates spanning 0.2-120 /day loses a few digits more than
+    # the 2 x 2 closed form: relative to the largest component
+    np.testing.assert_allclose(pk.advance(x0, rate, h), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_three_compartment_without_elimination_conserves_amount() -> None:
+    pk = PlasmaPK(model="three", volume=2.0, k_el=0.0, k12=0.5, k21=0.05, volume_peripheral=8.0,
+                  k13=2.0, k31=0.4, volume_peripheral2=3.0)
+    x = pk.advance(pk.apply_bolus(pk.initial_state(), 6.0), 1.5, 10.0)
+    assert 2.0 * x[0] + 8.0 * x[1] + 3.0 * x[2] == pytest.approx(6.0 + 15.0, rel=1e-12)
+
+
 def test_two_compartment_without_elimination_conserves_amount() -> None:
     # With k10 = 0 the amount V1 X1 + V2 X2 equals everything dosed so far.
     pk = PlasmaPK(model="two", volume=2.0, k_el=0.0, k12=0.5, k21=0.05, volume_peripheral=8.0)
@@ -315,10 +341,15 @@ def test_bad_schedule_raises_one_line_config_error(specs: list[DoseSpec], messag
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"model": "three", "k_el": 1.0}, "pk: unknown model 'three'; expected one of: one, two"),
+        ({"model": "four", "k_el": 1.0}, "pk: unknown model 'four'; expected one of: one, two, three"),
         ({"volume": 0.0, "k_el": 1.0}, "pk: volume must be a finite number > 0"),
         ({"k_el": -0.1}, "pk: k_el must be a finite number >= 0"),
-        ({"k_el": 1.0, "k12": 0.3}, "pk: k12, k21 and volume_peripheral apply to model 'two' only"),
+        ({"k_el": 1.0, "k12": 0.3}, "pk: k12, k21, volume_peripheral (and k13, k31, volume_peripheral2) apply to "
+                                    "models 'two' and 'three' only"),
+        ({"model": "two", "k_el": 1.0, "k12": 0.3, "k21": 0.1, "volume_peripheral": 2.0, "k13": 1.0},
+         "pk: k13, k31 and volume_peripheral2 apply to model 'three' only"),
+        ({"model": "three", "k_el": 1.0, "k12": 0.3, "k21": 0.1, "volume_peripheral": 2.0},
+         "pk: k13 must be a finite number > 0"),
         ({"model": "two", "k_el": 1.0, "k12": 0.3, "k21": 0.1}, "pk: volume_peripheral must be"),
         ({"model": "two", "k_el": 1.0, "k21": 0.1, "volume_peripheral": 2.0}, "pk: k12 must be"),
     ],

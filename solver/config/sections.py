@@ -32,6 +32,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from solver.config.boundary import AXES, normalise_boundary
@@ -298,16 +299,21 @@ class PKConfig(_Section):
     """Plasma pharmacokinetics of an agent (solver.systemic.pk): concentration = amount / volume.
 
     One compartment: dX/dt = -k_el X + R(t)/V. Two: a peripheral compartment exchanging
-    with rates k12, k21 (volume_peripheral V2). Give `k_el` or `half_life` (= ln 2 / k_el).
+    with rates k12, k21 (volume_peripheral V2). Three: a second peripheral compartment
+    with k13, k31 (volume_peripheral2 V3). Give `k_el` or `half_life` (= ln 2 / k_el).
+    Every value may be an expression of the model's parameters (e.g. CL / V1).
     """
 
-    model: Literal["one", "two"] = "one"
+    model: Literal["one", "two", "three"] = "one"
     volume: Expression = 1.0
     k_el: Expression | None = None
     half_life: Expression | None = None
     k12: Expression | None = None
     k21: Expression | None = None
     volume_peripheral: Expression | None = None
+    k13: Expression | None = None
+    k31: Expression | None = None
+    volume_peripheral2: Expression | None = None
 
 
 class AgentConfig(_Section):
@@ -330,13 +336,22 @@ class DiagnosticConfig(_Section):
 
 
 class GlobalConfig(_Section):
-    """A scalar reduced from the fields at every stage of every step: the `integral` of an
-    expression over the domain (sum of value * cell volume). Reactions and definitions
-    use it by name (e.g. a tumour's total cell count, which a well-mixed interaction law
-    needs)."""
+    """A scalar recomputed from the fields at every stage of every step: the `integral` of
+    an expression over the domain (sum of value * cell volume), or a `value` computed from
+    the globals listed before it and the parameters (in float64 on the host, so a ratio of
+    large integrals never overflows a float32 kernel). Reactions and definitions use it by
+    name (e.g. a tumour's total cell count and effective volume, which a well-mixed
+    interaction law needs)."""
 
-    integral: Expression
+    integral: Expression | None = None
+    value: Expression | None = None
     units: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GlobalConfig:
+        if (self.integral is None) == (self.value is None):
+            raise ValueError("give exactly one of integral (over the domain) or value (of earlier globals)")
+        return self
 
 
 class ModelConfig(_Section):
@@ -376,7 +391,10 @@ class ModelConfig(_Section):
 
 class DoseConfig(_Section):
     """One treatment entry: a bolus (`dose`) or an infusion (`dose_rate` for `duration`),
-    from `start`, repeated `count` times `every` (solver.systemic.schedule)."""
+    from `start`, repeated `count` times `every` (solver.systemic.schedule). With
+    `per_m2: true` the dose (or rate) is per m^2 of body surface area, as oncology doses
+    are written (doxorubicin 60 mg/m^2), and is multiplied by the model parameter
+    `body_surface_area`."""
 
     agent: str
     kind: Literal["bolus", "infusion"]
@@ -386,6 +404,7 @@ class DoseConfig(_Section):
     start: Number = 0.0
     every: Number | None = None
     count: Annotated[int, BeforeValidator(not_bool)] = 1
+    per_m2: bool = False
 
 
 class RunConfig(_Section):

@@ -49,15 +49,14 @@ class UniformVessels(_Section):
 
 
 class NetworkVessels(_Section):
-    """A random network of gently curving capillary tubes (lengths in the grid's unit)."""
+    """A random network of gently curving capillary tubes, defined in physical space
+    (lengths in the grid's unit): the same seed gives the same vessels on every grid."""
 
     kind: Literal["network"] = "network"
     seed: Seed = 0  # of numpy.random.default_rng: the same seed gives the same map
     volume_fraction: in_range(0.0, 0.5) = 0.03  # fraction of the domain inside vessel tubes
-    radius: in_range(0.0) = 5.0  # tube radius (5 um capillaries)
-    min_radius_cells: in_range(0.0, low_open=False) = 1.0  # drawn radius >= this many spacings
-    edge: in_range(0.0) | None = None  # tanh width of the tube wall; None: the largest spacing
-    segment_length: in_range(0.0) | None = None  # one straight piece; None: 20 x drawn radius
+    radius: in_range(0.0) = 5.0  # tube radius (5 um capillaries), whatever the grid
+    segment_length: in_range(0.0) | None = None  # one straight piece; None: 20 x radius
     pieces: Count = 4  # straight pieces per vessel (a polyline)
     tortuosity: in_range(0.0, math.pi, low_open=False) = 0.3  # random turn between pieces, radians
 
@@ -69,7 +68,7 @@ class NecroticCoreVessels(NetworkVessels):
     kind: Literal["necrotic_core"]  # type: ignore[assignment]
     centre: Triple | None = None  # core centre; None: the domain centre
     core_radius: in_range(0.0) | None = None  # where the mask is 1/2; None: 1/4 of the smallest extent
-    rim_width: in_range(0.0) | None = None  # width of the 0 -> 1 ramp; None: 2 largest spacings
+    rim_width: in_range(0.0) | None = None  # width of the 0 -> 1 ramp; None: core_radius / 5
     rim_boost: in_range(0.0, low_open=False) = 0.0  # extra vessel fraction in the rim (1 = 2x)
     boost_width: in_range(0.0) | None = None  # thickness of the rim shell; None: core_radius / 2
 

@@ -3,35 +3,43 @@
 Public API:
     vessel_map(shape, spacing, kind="network", seed=0, **options) -> ndarray (float64, mean 1)
     generate_vessels(grid, options, base_dir=".") -> ndarray   from validated options
+    vessel_points(grid, options) -> (points, weights)          the physical network as
+                                                              weighted points (um, um^3)
     normalise_map(w, what="vessel map") -> ndarray (float64, mean 1)
     core_mask(r, core_radius, rim_width) -> ndarray              the smooth 0 -> 1 core mask
 
 The map enters the vascular supply terms, P_i (S/V) w(x) (X_p(t) - u_i), and the
-immune infiltration rate, rate * w(x) * C(t) (docs/model.md). It is a *relative* local
-vessel density: non-negative and normalised to mean 1 over the grid, so that the
-parameter S/V keeps its meaning of the domain-averaged vessel surface per tissue volume
-(40-200 cm^-1 in tissue).
+immune infiltration rate (docs/model.md). It is a *relative* local vessel density:
+non-negative and normalised to mean 1 over the grid, so that the parameter S/V keeps its
+meaning of the domain-averaged vessel surface per tissue volume (40-200 cm^-1 in tissue).
+
+Geometry lives in physical space, not on the grid: a seed and the options define one
+network of tubes (axes, radius, lengths in the unit of the spacing) whatever the grid,
+and each grid gets the cell average of that network's vessel volume. The tube volume is
+carried by a fixed set of weighted points (along each axis every radius, four points
+over the cross-section, each carrying its share of pi r^2 ds); a cell's value is the
+volume of the points inside it over the cell volume. So a 2x finer grid of the same
+domain block-averages exactly to the coarser one (tests/test_vessel_maps.py), and a grid
+refinement study refines the same vessels. A tube thinner than the cells is represented
+by its volume density, not by its wall: a WARNING says so.
 
 Grid convention: arrays of shape (nx, ny, nz) in C order, cell-centred; cell (i, j, k)
-has centre ((i + 0.5) hx, (j + 0.5) hy, (k + 0.5) hz) and the domain is
-[0, nx hx] x [0, ny hy] x [0, nz hz]. Lengths in the options are in the unit of the
-spacing (the defaults assume micrometres). The options, their defaults and ranges are
-the typed models of solver/config/sources.py (UniformVessels, NetworkVessels,
-NecroticCoreVessels, FileVessels).
+spans [i hx, (i + 1) hx) x ... and the domain is [0, nx hx] x [0, ny hy] x [0, nz hz].
+The options, their defaults and ranges are the typed models of solver/config/sources.py
+(UniformVessels, NetworkVessels, NecroticCoreVessels, FileVessels).
 
 Kinds:
     "uniform":       w = 1 everywhere (well-perfused tissue; the ODE limit).
-    "network":       a random network of gently curving capillary tubes: vessels are
-                     polylines of `pieces` straight pieces with a random turn of scale
-                     `tortuosity` between them, rasterised with the smooth wall profile
-                     1/2 (1 - tanh((d - r) / edge)) (d the distance to the axis), added
-                     until the tube volume fraction (cells within the drawn radius of an
-                     axis) reaches `volume_fraction`. The drawn radius is
-                     max(radius, min_radius_cells * max(spacing)) so tubes are resolved.
+    "network":       a random network of gently curving capillaries: each vessel is a
+                     polyline of `pieces` straight pieces of `segment_length` with a
+                     random turn of scale `tortuosity` between them, started at a uniform
+                     random point with a uniform random direction. Vessels are added until
+                     the tube volume inside the domain (overlaps counted twice) reaches
+                     `volume_fraction` of the domain's volume.
     "necrotic_core": the network multiplied by a smooth mask that is 0 inside a sphere
                      (avascular core; 1/2 at core_radius, a C2 ramp of width rim_width),
-                     optionally denser in a shell around it (angiogenic rim): the
-                     fraction there is raised to (1 + rim_boost) * volume_fraction.
+                     optionally denser in a shell around it (angiogenic rim): extra vessels
+                     started in the shell until its fraction is (1 + rim_boost) times.
     "file":          a map read from .npy or .h5 (solver/fields/array_files.py),
                      normalised to mean 1.
 """
@@ -60,9 +68,6 @@ from solver.grid import Grid
 
 log = logging.getLogger(__name__)
 
-# Tube profile 1/2 (1 - tanh((d - r)/edge)) is cut off beyond d = r + _CUTOFF_EDGES * edge,
-# where it is below 1.2e-7 of its peak.
-_CUTOFF_EDGES = 8.0
 
 
 def vessel_map(shape, spacing, kind: str = "network", seed: int = 0, **options: Any) -> np.ndarray:
@@ -96,13 +101,15 @@ def generate_vessels(grid: Grid, options: Any, base_dir: str | Path = ".") -> np
         path = path if path.is_absolute() else Path(base_dir) / path
         return normalise_map(read_array(path, grid.shape, options.dataset))
     started = time.perf_counter()
-    rng = np.random.default_rng(options.seed)
-    tubes = _TubeParams.from_options(options, grid)
-    raw = np.zeros(grid.shape, dtype=np.float64)
-    _grow_network(raw, grid, rng, tubes, tubes.volume_fraction)
-    if isinstance(options, NecroticCoreVessels):
-        _apply_necrotic_core(raw, grid, rng, tubes, options)
-    log.debug("vessel map %s on %s built in %.3f s", options.kind, grid.shape, time.perf_counter() - started)
+    points, weights = vessel_points(grid, options)
+    raw = deposit(grid, points, weights)
+    if not raw.any():
+        raise ConfigError(
+            "vessel map is zero everywhere: the necrotic core covers every vessel; "
+            "use a smaller core_radius or move the centre"
+        )
+    log.debug("vessel map %s on %s from %d points in %.3f s", options.kind, grid.shape, len(weights),
+              time.perf_counter() - started)
     return normalise_map(raw)
 
 
@@ -121,217 +128,207 @@ def normalise_map(w: np.ndarray, what: str = "vessel map") -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _TubeParams:
-    """Resolved geometry of the capillary network (lengths in the unit of spacing)."""
+class _Tubes:
+    """The network's geometry (lengths in the unit of the spacing)."""
 
     volume_fraction: float
-    radius: float  # drawn radius
-    edge: float
+    radius: float
     segment_length: float
     pieces: int
     tortuosity: float
 
     @property
-    def cutoff(self) -> float:
-        """Distance to the axis beyond which the tube profile is taken as 0."""
-        return self.radius + _CUTOFF_EDGES * self.edge
+    def step(self) -> float:
+        """Distance between the cross-sections that carry the tube's volume."""
+        return self.radius
 
     @classmethod
-    def from_options(cls, opts: NetworkVessels, grid: Grid) -> _TubeParams:
-        """Resolve the grid-dependent defaults of validated network options."""
-        drawn = max(opts.radius, opts.min_radius_cells * grid.h_max)
-        if drawn > opts.radius:
-            log.info(
-                "vessel radius %g raised to %g (min_radius_cells=%g x largest spacing %g) "
-                "so that tubes are resolved on the grid",
-                opts.radius,
-                drawn,
-                opts.min_radius_cells,
-                grid.h_max,
-            )
+    def from_options(cls, opts: NetworkVessels, grid: Grid) -> _Tubes:
         smallest = float(min(grid.extent))
-        if drawn > 0.25 * smallest:
+        if opts.radius > 0.25 * smallest:
             raise ConfigError(
-                f"vessel radius {drawn:g} exceeds a quarter of the smallest domain extent "
+                f"vessel radius {opts.radius:g} exceeds a quarter of the smallest domain extent "
                 f"{smallest:g}; radius is in the length unit of spacing "
                 "(e.g. radius 5 with spacing in um)"
             )
-        edge = grid.h_max if opts.edge is None else opts.edge
-        length = 20.0 * drawn if opts.segment_length is None else opts.segment_length
-        return cls(opts.volume_fraction, drawn, edge, length, opts.pieces, opts.tortuosity)
-
-
-def _grow_network(
-    raw: np.ndarray,
-    grid: Grid,
-    rng: np.random.Generator,
-    tubes: _TubeParams,
-    target: float,
-    region: np.ndarray | None = None,
-) -> None:
-    """Add random vessels to ``raw`` until the tube volume fraction reaches ``target``.
-
-    The fraction is counted over the cells of ``region`` (a boolean mask; the whole
-    grid if None), as cells whose centre lies within the drawn radius of some vessel
-    axis (raw >= 1/2). Vessels start uniformly in the domain (or in a random cell of
-    ``region``), head in a uniformly random direction, and turn by a random angle of
-    scale ``tortuosity`` between pieces. Stops as soon as the target is reached, so
-    it overshoots by at most one piece.
-    """
-    region_cells = raw.size if region is None else int(np.count_nonzero(region))
-    if region_cells == 0:
-        raise ConfigError("the region to fill with vessels holds no cell centre of the grid")
-    starts = None if region is None else np.flatnonzero(region)
-    needed = target * region_cells
-    covered = float(np.count_nonzero(raw >= 0.5 if region is None else (raw >= 0.5) & region))
-    piece_volume = math.pi * tubes.radius**2 * tubes.segment_length
-    expected = needed * grid.cell_volume / piece_volume
-    max_pieces = int(50 * expected) + 1000
-    drawn = 0
-    while covered < needed:
-        point = _random_start(grid, rng, starts)
-        direction = _unit(rng.normal(size=3))
-        for _ in range(tubes.pieces):
-            end = point + tubes.segment_length * direction
-            covered += _draw_segment(raw, grid, point, end, tubes, region)
-            drawn += 1
-            if covered >= needed:
-                break
-            point = end
-            direction = _unit(direction + tubes.tortuosity * rng.normal(size=3))
-        if drawn > max_pieces:
-            raise ConfigError(
-                f"vessel volume fraction {target:g} not reached after {drawn} vessel pieces "
-                f"(reached {covered / region_cells:.3g}); lower volume_fraction or raise radius"
+        length = 20.0 * opts.radius if opts.segment_length is None else opts.segment_length
+        if opts.radius < 0.5 * min(grid.spacing):
+            log.warning(
+                "vessel radius %g is below half the grid spacing %g: each cell holds the "
+                "average vessel volume of its part of the network (the map resolves the "
+                "vessels' density, not their walls or the gradients within a cell)",
+                opts.radius, min(grid.spacing),
             )
-    log.debug(
-        "vessel network: %d pieces, tube volume fraction %.4f (target %.4f)",
-        drawn,
-        covered / region_cells,
-        target,
-    )
+        return cls(opts.volume_fraction, opts.radius, length, opts.pieces, opts.tortuosity)
 
 
-def _random_start(grid: Grid, rng: np.random.Generator, starts: np.ndarray | None) -> np.ndarray:
-    """A start point uniform in the domain, or uniform in a random cell of ``starts``."""
+# Four points over each cross-section, each carrying 1/4 of it: a ring at radius
+# sqrt(1/2) (the disc's mean r^2), turned by 45 degrees from one section to the next.
+_RING = 2.0 ** -0.5
+_BATCH = 256  # vessels drawn per batch: their points are computed together
+
+
+def vessel_points(grid: Grid, options: NetworkVessels) -> tuple[np.ndarray, np.ndarray]:
+    """The network of `options` as points (n, 3) and the vessel volume each carries (n,).
+
+    Depends on the grid only through the domain's extent (and the core's defaults):
+    the same seed and options give the same points on every grid of the same domain.
+    """
+    rng = np.random.default_rng(options.seed)
+    tubes = _Tubes.from_options(options, grid)
     extent = np.array(grid.extent)
-    if starts is None:
-        return rng.uniform(0.0, 1.0, size=3) * extent
-    cell = np.array(np.unravel_index(starts[rng.integers(starts.size)], grid.shape))
-    return (cell + rng.uniform(0.0, 1.0, size=3)) * np.array(grid.spacing)
+    points, weights = _grow(rng, tubes, extent, tubes.volume_fraction * float(np.prod(extent)), None)
+    if isinstance(options, NecroticCoreVessels):
+        core = _Core.from_options(options, grid)
+        if options.rim_boost > 0.0:
+            shell = core.shell(extent)
+            extra_p, extra_w = _grow(rng, tubes, extent, (1.0 + options.rim_boost) * tubes.volume_fraction
+                                     * shell.volume - float(weights[shell.contains(points)].sum()), shell)
+            points, weights = np.concatenate([points, extra_p]), np.concatenate([weights, extra_w])
+        r = np.linalg.norm(points - core.centre, axis=1)
+        weights = weights * core_mask(r, core.radius, core.rim_width)
+    return points, weights
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
-    """``vector`` scaled to length 1 (a random axis if it is zero)."""
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else np.array([1.0, 0.0, 0.0])
+def _grow(rng: np.random.Generator, tubes: _Tubes, extent: np.ndarray, needed: float,
+          shell: _Shell | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vessels until the tube volume inside the domain (inside `shell` if given) reaches
+    `needed`: whole pieces, so it overshoots by at most one piece."""
+    piece_volume = math.pi * tubes.radius**2 * tubes.segment_length
+    max_pieces = int(50 * max(needed, 0.0) / piece_volume) + 1000
+    found_p, found_w = [np.zeros((0, 3))], [np.zeros(0)]
+    have, drawn = 0.0, 0
+    while have < needed:
+        pts, wts, owner = _piece_points(_vessels(rng, tubes, extent, shell), tubes)
+        inside = np.all((pts >= 0.0) & (pts < extent), axis=1)
+        if shell is not None:
+            inside &= shell.contains(pts)
+        volume = np.bincount(owner[inside], weights=wts[inside], minlength=_BATCH * tubes.pieces)
+        total = have + np.cumsum(volume)
+        last = int(np.searchsorted(total, needed)) if total[-1] >= needed else len(total) - 1
+        keep = inside & (owner <= last)
+        found_p.append(pts[keep])
+        found_w.append(wts[keep])
+        have = float(total[last])
+        drawn += last + 1
+        if drawn > max_pieces and have < needed:
+            raise ConfigError(
+                f"vessel volume fraction not reached after {drawn} vessel pieces; lower "
+                "volume_fraction or raise radius"
+            )
+    return np.concatenate(found_p), np.concatenate(found_w)
 
 
-def _draw_segment(
-    raw: np.ndarray,
-    grid: Grid,
-    start: np.ndarray,
-    end: np.ndarray,
-    tubes: _TubeParams,
-    region: np.ndarray | None,
-) -> int:
-    """Union (pointwise max) a straight tube onto ``raw``; return the newly covered cells.
-
-    Long segments are cut into chunks no longer than twice the profile cutoff so that
-    each chunk's axis-aligned bounding box stays tight.
-    """
-    length = float(np.linalg.norm(end - start))
-    chunks = max(1, math.ceil(length / (2.0 * tubes.cutoff)))
-    gained = 0
-    for c in range(chunks):
-        a = start + (end - start) * (c / chunks)
-        b = start + (end - start) * ((c + 1) / chunks)
-        gained += _draw_chunk(raw, grid, a, b, tubes, region)
-    return gained
+def _vessels(rng: np.random.Generator, tubes: _Tubes, extent: np.ndarray, shell: _Shell | None) -> np.ndarray:
+    """A batch of vessels' pieces as (start, end) pairs, (batch * pieces, 2, 3), in order."""
+    start = rng.uniform(0.0, 1.0, size=(_BATCH, 3)) * extent if shell is None else shell.starts(rng, _BATCH)
+    direction = _units(rng.normal(size=(_BATCH, 3)))
+    turns = rng.normal(size=(tubes.pieces, _BATCH, 3))
+    pieces = np.empty((_BATCH, tubes.pieces, 2, 3))
+    for k in range(tubes.pieces):
+        end = start + tubes.segment_length * direction
+        pieces[:, k, 0], pieces[:, k, 1] = start, end
+        start, direction = end, _units(direction + tubes.tortuosity * turns[k])
+    return pieces.reshape(-1, 2, 3)
 
 
-def _draw_chunk(
-    raw: np.ndarray,
-    grid: Grid,
-    a: np.ndarray,
-    b: np.ndarray,
-    tubes: _TubeParams,
-    region: np.ndarray | None,
-) -> int:
-    """Rasterise the tube around segment a-b inside its bounding box (vectorised).
+def _units(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (the x axis for a zero row)."""
+    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.where(norm > 0, vectors / np.where(norm > 0, norm, 1.0), [[1.0, 0.0, 0.0]])
 
-    Distance of a cell centre p to the segment: with t = clip((p - a).u / |u|^2, 0, 1)
-    and u = b - a, d^2 = |p - a|^2 - 2 t (p - a).u + t^2 |u|^2.
-    """
-    cutoff = tubes.cutoff
-    spacing = np.array(grid.spacing)
-    low = np.floor((np.minimum(a, b) - cutoff) / spacing - 0.5).astype(int)
-    high = np.ceil((np.maximum(a, b) + cutoff) / spacing - 0.5).astype(int) + 1
-    low = np.clip(low, 0, grid.shape)
-    high = np.clip(high, 0, grid.shape)
-    if np.any(high <= low):
-        return 0
-    px = (grid.axis_centres(0, low[0], high[0]) - a[0])[:, None, None]
-    py = (grid.axis_centres(1, low[1], high[1]) - a[1])[None, :, None]
-    pz = (grid.axis_centres(2, low[2], high[2]) - a[2])[None, None, :]
-    u = b - a
-    u2 = float(u @ u)
-    along = px * u[0] + py * u[1] + pz * u[2]
-    t = np.clip(along / u2, 0.0, 1.0) if u2 > 0 else np.zeros_like(along)
-    dist2 = (px * px + py * py + pz * pz) - 2.0 * t * along + (t * t) * u2
-    np.maximum(dist2, 0.0, out=dist2)
-    window = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
-    view = raw[window]
-    newly = (dist2 <= tubes.radius**2) & (view < 0.5)
-    if region is not None:
-        newly &= region[window]
-    # 1/2 (1 - tanh(x)) = 1 / (1 + exp(2x)); x clipped so exp cannot overflow.
-    x = np.minimum((np.sqrt(dist2) - tubes.radius) / tubes.edge, 300.0)
-    profile = 1.0 / (1.0 + np.exp(2.0 * x))
-    np.maximum(view, profile, out=view)
-    return int(np.count_nonzero(newly))
+
+def _piece_points(pieces: np.ndarray, tubes: _Tubes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The volume-carrying points of pieces (n, 2, 3): positions, volumes, piece index."""
+    start, end = pieces[:, 0], pieces[:, 1]
+    axis = end - start
+    length = np.linalg.norm(axis, axis=1)
+    along = axis / length[:, None]
+    helper = np.where(np.abs(along[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    across1 = _units(np.cross(along, helper))
+    across2 = np.cross(along, across1)
+    sections = max(1, math.ceil(tubes.segment_length / tubes.step))
+    frac = (np.arange(sections) + 0.5) / sections
+    angle = 0.5 * math.pi * np.arange(4)[None, :] + 0.25 * math.pi * (np.arange(sections)[:, None] % 2)
+    cos, sin = _RING * np.cos(angle), _RING * np.sin(angle)                        # (s, 4)
+    pts = (start[:, None, None, :] + frac[None, :, None, None] * axis[:, None, None, :]
+           + tubes.radius * (cos[None, :, :, None] * across1[:, None, None, :]
+                             + sin[None, :, :, None] * across2[:, None, None, :]))  # (n, s, 4, 3)
+    volume = math.pi * tubes.radius**2 * length / (sections * 4)
+    wts = np.broadcast_to(volume[:, None, None], pts.shape[:3])
+    owner = np.broadcast_to(np.arange(len(pieces))[:, None, None], pts.shape[:3])
+    return pts.reshape(-1, 3), wts.reshape(-1), owner.reshape(-1)
+
+
+def deposit(grid: Grid, points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Cell averages of point volumes: each point's volume over its cell's volume."""
+    cell = np.floor(points / np.array(grid.spacing)).astype(np.int64)
+    cell = np.minimum(np.maximum(cell, 0), np.array(grid.shape) - 1)
+    flat = np.ravel_multi_index(cell.T, grid.shape)
+    counts = np.bincount(flat, weights=weights, minlength=int(np.prod(grid.shape)))
+    return counts.reshape(grid.shape) / grid.cell_volume
 
 
 # ------------------------------------------------------------------------ necrotic core
 
 
-def _apply_necrotic_core(
-    raw: np.ndarray,
-    grid: Grid,
-    rng: np.random.Generator,
-    tubes: _TubeParams,
-    opts: NecroticCoreVessels,
-) -> None:
-    """Optionally densify the angiogenic rim, then multiply by the core mask (in place)."""
-    centre = grid.centre if opts.centre is None else np.array(opts.centre, dtype=np.float64)
-    smallest = float(min(grid.extent))
-    core_radius = 0.25 * smallest if opts.core_radius is None else opts.core_radius
-    rim_width = 2.0 * grid.h_max if opts.rim_width is None else opts.rim_width
-    if rim_width < grid.h_max:
-        log.warning(
-            "rim_width %g is below the largest grid spacing %g: the core edge is a jump",
-            rim_width,
-            grid.h_max,
-        )
-    boost_width = 0.5 * core_radius if opts.boost_width is None else opts.boost_width
-    dx, dy, dz = grid.offsets(centre)
-    r = np.sqrt(dx * dx + dy * dy + dz * dz)
-    outer = core_radius + 0.5 * rim_width
-    if opts.rim_boost > 0.0:
-        shell = (r >= outer) & (r <= outer + boost_width)
-        if not shell.any():
+@dataclass(frozen=True)
+class _Shell:
+    """The angiogenic rim: inner <= |x - centre| <= outer, within the domain."""
+
+    centre: np.ndarray
+    inner: float
+    outer: float
+    volume: float
+    extent: np.ndarray
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        r = np.linalg.norm(points - self.centre, axis=1)
+        return (r >= self.inner) & (r <= self.outer)
+
+    def starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n points uniform in the shell's part of the domain (rejection sampling)."""
+        found = np.zeros((0, 3))
+        while len(found) < n:
+            p = rng.uniform(0.0, 1.0, size=(4 * n, 3)) * self.extent
+            found = np.concatenate([found, p[self.contains(p)]])
+        return found[:n]
+
+
+@dataclass(frozen=True)
+class _Core:
+    centre: np.ndarray
+    radius: float
+    rim_width: float
+    boost_width: float
+
+    @classmethod
+    def from_options(cls, opts: NecroticCoreVessels, grid: Grid) -> _Core:
+        centre = grid.centre if opts.centre is None else np.array(opts.centre, dtype=np.float64)
+        radius = 0.25 * float(min(grid.extent)) if opts.core_radius is None else opts.core_radius
+        rim_width = 0.2 * radius if opts.rim_width is None else opts.rim_width
+        if rim_width < grid.h_max:
+            log.warning("rim_width %g is below the grid spacing %g: the core edge is a jump on this grid",
+                        rim_width, grid.h_max)
+        boost_width = 0.5 * radius if opts.boost_width is None else opts.boost_width
+        return cls(np.asarray(centre, dtype=np.float64), radius, rim_width, boost_width)
+
+    def shell(self, extent: np.ndarray) -> _Shell:
+        inner = self.radius + 0.5 * self.rim_width
+        outer = inner + self.boost_width
+        # the shell's volume inside the domain, by quasi-random sampling of the domain
+        # (a fixed design: independent of the grid and of the seed's other draws)
+        from scipy.stats import qmc
+
+        sample = qmc.Sobol(3, scramble=False).random_base2(16) * extent
+        r = np.linalg.norm(sample - self.centre, axis=1)
+        fraction = float(np.mean((r >= inner) & (r <= outer)))
+        if fraction == 0.0:
             raise ConfigError(
-                f"the angiogenic rim {outer:g} <= r <= {outer + boost_width:g} around "
-                f"{tuple(centre)} holds no cell centre; widen boost_width or move the core"
+                f"the angiogenic rim {inner:g} <= r <= {outer:g} around {tuple(self.centre)} "
+                "lies outside the domain; widen boost_width or move the core"
             )
-        _grow_network(raw, grid, rng, tubes, (1.0 + opts.rim_boost) * tubes.volume_fraction, shell)
-    raw *= core_mask(r, core_radius, rim_width)
-    if not raw.any():
-        raise ConfigError(
-            f"vessel map is zero everywhere: the necrotic core (core_radius {core_radius:g} "
-            f"at {tuple(float(c) for c in centre)}) covers every vessel; "
-            "use a smaller core_radius or move the centre"
-        )
+        return _Shell(self.centre, inner, outer, fraction * float(np.prod(extent)), extent)
 
 
 def core_mask(r: np.ndarray, core_radius: float, rim_width: float) -> np.ndarray:

@@ -5,8 +5,9 @@ Public API:
         .values(u, maps, t, base) -> tuple[float, ...]   in model.globals order
 
 A model's `globals:` are integrals of expressions of the fields over the domain (for
-the built-in de Pillis model: the tumour's cell count and its square integral, from
-which its effective volume follows). Reactions read them like systemic scalars, so the
+the built-in de Pillis model: the tumour's cell count and its square integral), or
+values computed from the globals before them in float64 (the tumour's effective volume,
+a ratio whose numerator and denominator would overflow float32 inside a kernel). Reactions read them like systemic scalars, so the
 generated kernels take them as scalar arguments after the systemic values
 (Model.systemic_names). They are evaluated from the fields of each stage of a step (the
 integrators pass those fields to SystemicRuntime.values), so a second-order step stays
@@ -37,18 +38,30 @@ class GlobalsEvaluator:
         base = [*(v.name for v in model.systemic), *(a.name for a in model.agents)]
         args = ([s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
                 + [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in base)])
-        self.functions = [sp.lambdify(args, g.expr, modules=module) for g in model.globals]
+        self.integrals = [g for g in model.globals if g.integral]
+        self.functions = [sp.lambdify(args, g.expr, modules=module) for g in self.integrals]
+        earlier: list[sp.Symbol] = []
+        self.derived: list[tuple[int, Any, list[int]]] = []  # (position, function, inputs)
+        for i, g in enumerate(model.globals):
+            if not g.integral:
+                used = sorted((s for s in g.expr.free_symbols if s in earlier), key=earlier.index)
+                self.derived.append((i, sp.lambdify(used, g.expr, modules="numpy"), [earlier.index(s) for s in used]))
+            earlier.append(sp.Symbol(g.name, real=True))
         self.cast = np.dtype(dtype).type
         self.coords = [self.xp.asarray(grid.centres(a, dtype)) for a in range(3)]  # as the kernels compute them
 
     def values(self, u: Any, maps: Any, t: float, base: Any) -> tuple[float, ...]:
         """Every global at time t from the fields u (all species) and maps; `base`: the
         systemic values and agents at t."""
-        if not self.functions:
+        if not self.model.globals:
             return ()
         xp = self.xp
-        args = [*u, *maps[: len(self.model.maps)], self.cast(t), *self.coords, *(self.cast(v) for v in base)]
-        sums = [xp.broadcast_to(xp.asarray(f(*args), dtype=xp.float64), self.grid.shape).sum()
-                for f in self.functions]
-        host = np.asarray(self.to_host(xp.stack(sums)), dtype=np.float64)
-        return tuple(float(v) * self.grid.cell_volume for v in host)
+        out: list[float] = []
+        if self.functions:
+            args = [*u, *maps[: len(self.model.maps)], self.cast(t), *self.coords, *(self.cast(v) for v in base)]
+            sums = [xp.broadcast_to(xp.asarray(f(*args), dtype=xp.float64), self.grid.shape).sum()
+                    for f in self.functions]
+            out = [float(v) * self.grid.cell_volume for v in np.asarray(self.to_host(xp.stack(sums)), dtype=np.float64)]
+        for i, f, inputs in self.derived:
+            out.insert(i, float(f(*(out[j] for j in inputs))))
+        return tuple(out)

@@ -200,11 +200,12 @@ def time_below(t: np.ndarray, x: np.ndarray, level: float) -> float:
 def total_doses(config: RunConfig) -> dict[str, float]:
     """Amount of each agent given up to time.end: boluses, and infusion rate x duration
     (cut at the end). Agents of the model without a dose are absent (count as 0)."""
-    from solver.systemic.schedule import DoseSpec, expand_schedule
+    from solver.model import treatment_specs
+    from solver.systemic.schedule import expand_schedule
 
     if not config.treatment:
         return {}
-    schedule = expand_schedule([DoseSpec(**d.model_dump()) for d in config.treatment], config.time.end)
+    schedule = expand_schedule(treatment_specs(config), config.time.end)
     end = config.time.end
     out: dict[str, float] = {}
     for agent, boluses in schedule.boluses.items():

@@ -12,6 +12,9 @@ State and units (the state is concentrations, not amounts):
         dX1/dt = -(k10 + k12) X1 + k21 (V2 / V1) X2 + R / V1
         dX2/dt =   k12 (V1 / V2) X1 - k21 X2
         bolus of amount D:  X1 -> X1 + D / V1
+    three-compartment (mammillary), state = [X1, X2, X3]: the two-compartment
+        equations plus a second peripheral compartment exchanging with the central one
+        at k13, k31 (volume V3), as doxorubicin's disposition is described.
     k10 (`k_el`), k12 and k21 are the usual micro-constants (1/time) of the amount
     form dA1/dt = -(k10 + k12) A1 + k21 A2 + R, dA2/dt = k12 A1 - k21 A2 with
     A_i = V_i X_i (Gibaldi & Perrier, Pharmacokinetics, 2nd ed., ch. 2-3).
@@ -26,7 +29,9 @@ One compartment: X e^{-kh} + (R / V) (1 - e^{-kh}) / k, or X + R h / V when k = 
 Two compartments: A has real eigenvalues l1 > l2 (k12, k21 > 0), and any function of
 A is f(A) = f(l1) P1 + f(l2) P2 with the spectral projectors P1 = (A - l2 I)/(l1 - l2),
 P2 = (l1 I - A)/(l1 - l2) (Sylvester's formula).  g is evaluated with expm1, so
-small h k and k = 0 lose no digits.
+small h k and k = 0 lose no digits. Three compartments: the same formula with the
+eigendecomposition of the 3 x 3 matrix (real, negative eigenvalues for a mammillary
+model), A = W diag(l) W^-1.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class PKModel(str, Enum):
 
     ONE = "one"
     TWO = "two"
+    THREE = "three"
 
 
 def half_life_to_rate(t_half: float) -> float:
@@ -84,11 +90,15 @@ class PlasmaPK:
     k12: float = 0.0
     k21: float = 0.0
     volume_peripheral: float | None = None
+    k13: float = 0.0
+    k31: float = 0.0
+    volume_peripheral2: float | None = None
     label: str = "pk"
     _matrix: np.ndarray | None = field(init=False, repr=False, compare=False, default=None)
     _eigenvalues: tuple[float, float] = field(
         init=False, repr=False, compare=False, default=(0.0, 0.0)
     )
+    _eigen: tuple | None = field(init=False, repr=False, compare=False, default=None)  # three compartments
 
     def __post_init__(self) -> None:
         try:
@@ -101,15 +111,35 @@ class PlasmaPK:
         self._require("volume", self.volume, strict=True)
         self._require("k_el", self.k_el, strict=False)
         if model is PKModel.ONE:
-            if self.k12 or self.k21 or self.volume_peripheral is not None:
+            if self.k12 or self.k21 or self.volume_peripheral is not None or self.k13 or self.k31 \
+                    or self.volume_peripheral2 is not None:
                 raise ConfigError(
-                    f"{self.label}: k12, k21 and volume_peripheral apply to model 'two' only"
+                    f"{self.label}: k12, k21, volume_peripheral (and k13, k31, volume_peripheral2) "
+                    "apply to models 'two' and 'three' only"
                 )
             return
         self._require("k12", self.k12, strict=True)
         self._require("k21", self.k21, strict=True)
         self._require("volume_peripheral", self.volume_peripheral, strict=True)
         v1, v2 = float(self.volume), float(self.volume_peripheral)
+        if model is PKModel.THREE:
+            self._require("k13", self.k13, strict=True)
+            self._require("k31", self.k31, strict=True)
+            self._require("volume_peripheral2", self.volume_peripheral2, strict=True)
+            v3 = float(self.volume_peripheral2)
+            a = np.array([
+                [-(self.k_el + self.k12 + self.k13), self.k21 * v2 / v1, self.k31 * v3 / v1],
+                [self.k12 * v1 / v2, -self.k21, 0.0],
+                [self.k13 * v1 / v3, 0.0, -self.k31],
+            ])
+            values, vectors = np.linalg.eig(a)
+            if np.max(np.abs(values.imag)) > 1e-9 * np.max(np.abs(values.real)):
+                raise ConfigError(f"{self.label}: the three-compartment rates give complex eigenvalues")
+            object.__setattr__(self, "_matrix", a)
+            object.__setattr__(self, "_eigen", (values.real, vectors.real, np.linalg.inv(vectors.real)))
+            return
+        if self.k13 or self.k31 or self.volume_peripheral2 is not None:
+            raise ConfigError(f"{self.label}: k13, k31 and volume_peripheral2 apply to model 'three' only")
         a = np.array(
             [
                 [-(self.k_el + self.k12), self.k21 * v2 / v1],
@@ -140,8 +170,8 @@ class PlasmaPK:
 
     @property
     def n_compartments(self) -> int:
-        """Length of the state vector: 1 or 2."""
-        return 1 if PKModel(self.model) is PKModel.ONE else 2
+        """Length of the state vector: 1, 2 or 3."""
+        return {PKModel.ONE: 1, PKModel.TWO: 2, PKModel.THREE: 3}[PKModel(self.model)]
 
     def initial_state(self) -> np.ndarray:
         """Drug-free state: zeros of length `n_compartments` (float64)."""
@@ -170,6 +200,13 @@ class PlasmaPK:
         if self._matrix is None:
             k = float(self.k_el)
             return np.array([x[0] * math.exp(-k * h) + inflow * _phi_h(-k, h)])
+        if self._eigen is not None:  # three compartments: x = W (e^{hl} W^-1 x + g(l) W^-1 b)
+            values, w, w_inv = self._eigen
+            b = np.zeros(3)
+            b[0] = inflow
+            growth = np.array([math.exp(h * v) for v in values])
+            gain = np.array([_phi_h(v, h) for v in values])
+            return w @ (growth * (w_inv @ x) + gain * (w_inv @ b))
         a = self._matrix
         l1, l2 = self._eigenvalues
         eye = np.eye(2)
