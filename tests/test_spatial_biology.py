@@ -87,7 +87,7 @@ def test_doxorubicin_profile_from_a_planar_vessel_is_the_exact_discrete_exponent
                   "maps": {"w": f"1 if x < {h} else 0"},
                   "species": {"M": {"diffusion": "D_M", "reaction": "P*w*(c - M) - k*M", "initial": 0.0}}},
     }
-    sim, (u,) = run_until(cfg, [0.05])
+    _, (u,) = run_until(cfg, [0.05])
     m = u[0].reshape(-1)
     r = 1 + k * h * h / (2 * P9["D_M"]) - math.sqrt((1 + k * h * h / (2 * P9["D_M"])) ** 2 - 1)
     # with the no-flux far face the solution is M_i ~ r^i + c r^(-i), c ~ r^(2n); for
