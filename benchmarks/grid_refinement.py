@@ -33,10 +33,11 @@ def run(config: Path, n: int, base_n: int, end: float, rtol: float) -> tuple[np.
     factor = n / base_n
     data["grid"]["shape"] = [int(round(s * factor)) if s > 1 else 1 for s in shape]
     data["grid"]["spacing"] = [h / factor for h in spacing] if isinstance(spacing, list) else spacing / factor
-    data["precision"], data["backend"] = "float64", "numpy"
+    data["precision"], data["backend"] = "float64", "cpu"
     data["time"].update(end=end, rtol=rtol)
     data["output"].update(pictures=False, checkpoint=None, series_every=end, snapshot_every=end)
-    data["treatment"] = [d for d in data["treatment"] if d.get("start", 0.0) < end]
+    # the doses before `end` (a short refinement run keeps each entry's first dose only)
+    data["treatment"] = [{**d, "count": 1} for d in data["treatment"] if d.get("start", 0.0) < end]
     started = time.perf_counter()
     sim = Simulation(parse_config(data))
     state = sim.start()

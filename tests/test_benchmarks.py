@@ -66,8 +66,8 @@ def test_straightforward_numpy_computes_the_solvers_step(small_report) -> None:
 def test_minimal_bytes_count_species_twice_and_maps_once(small_report) -> None:
     report, _ = small_report
     row = report.find(DEPILLIS.name, TINY, "float32", "numpy-fallback")
-    # de Pillis: 6 species read + written, 1 vessel map read, 4 bytes each.
-    assert row.effective_gb_s * 1e9 * row.ms_per_step / 1e3 == pytest.approx(13 * 4 * TINY**3, rel=1e-9)
+    # de Pillis: 7 species read + written, 1 vessel map read, 4 bytes each.
+    assert row.effective_gb_s * 1e9 * row.ms_per_step / 1e3 == pytest.approx(15 * 4 * TINY**3, rel=1e-9)
     row = report.find("four-species", TINY, "float64", "numpy-fallback")
     assert row.effective_gb_s * 1e9 * row.ms_per_step / 1e3 == pytest.approx(8 * 8 * TINY**3, rel=1e-9)
 
@@ -111,8 +111,8 @@ def test_end_to_end_row_counts_steps_and_snapshots(small_report) -> None:
 def test_largest_grid_section(small_report) -> None:
     report, _ = small_report
     g = report.largest_grid
-    assert g["persistent_bytes_per_cell"] == 52  # (2 x 6 species + 1 map) x 4 bytes
-    assert g["bytes_per_cell_device"] >= 52
+    assert g["persistent_bytes_per_cell"] == 60  # (2 x 7 species + 1 map) x 4 bytes
+    assert g["bytes_per_cell_device"] >= 60
     n = g["largest_cube_80GB"]
     assert n**3 * g["bytes_per_cell_device"] <= 80e9 < (n + 1) ** 3 * g["bytes_per_cell_device"]
     assert g["host_setup_bytes_per_cell"] > 0
@@ -124,7 +124,7 @@ def test_largest_cube_arithmetic() -> None:
     with pytest.raises(ValueError):
         largest_cube(0, 1e9)
     p = prepare_case(DEPILLIS, 4, "float64")
-    assert persistent_bytes_per_cell(p.model, "float64") == 13 * 8
+    assert persistent_bytes_per_cell(p.model, "float64") == 15 * 8
 
 
 # (boundary of u, boundary of its chemotaxis signal v): chemotaxis needs both periodic
@@ -239,7 +239,7 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
               "--out", str(tmp_path)]
     assert module.main(common) == 0
     (result,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()
-    assert result["implicit"] == ["M", "I", "A"] and result["order"] == 2 and result["rtol"] == 0.05
+    assert result["implicit"] == ["N", "L", "K", "M", "I", "A"] and result["order"] == 2 and result["rtol"] == 0.05
     assert result["steps"] > 0 and result["explicit_steps"] > 10 * result["steps"]
     assert module.main([*common, "--reference"]) == 0
     (checked,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()

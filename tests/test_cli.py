@@ -106,7 +106,7 @@ CASES = [
     Case(
         "unknown name in reaction",
         species({"reaction": "k*u"}),
-        ("model.species.u.reaction: unknown name 'k'", "known names: D, t, u, x, y, z"),
+        ("model.species.u.reaction: unknown name 'k'", "known names: D, cell_volume, domain_volume, t, u, x, y, z"),
     ),
     Case(
         "chemotaxis toward a non-species",

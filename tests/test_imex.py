@@ -104,10 +104,11 @@ def test_dry_run_reports_each_integrator(tmp_path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split(":")[0].strip(): line for line in proc.stdout.splitlines() if "integrator" in line}
-    # integrator auto: imex for the quickstart, because the drugs' diffusion bounds explicit steps
-    assert "integrator imex, order 2 (auto: the diffusion of M" in proc.stdout
+    # integrator auto: imex for the quickstart, because the drug's uptake and exchange bound
+    # explicit steps
+    assert "integrator imex, order 2 (auto: the reaction of M" in proc.stdout
     imex = lines["integrator imex (this run)"]
-    assert "implicit diffusion of M, I, A" in imex
+    assert "implicit diffusion of N, L, K, M, I, A" in imex
     steps = {name: int(line.split(" steps")[0].rsplit(" ", 1)[1]) for name, line in lines.items()
              if name.startswith("integrator ") and " steps" in line}
     assert steps["integrator imex (this run)"] * 10 < steps["integrator explicit"]

@@ -81,7 +81,7 @@ def test_an_override_equals_the_same_edit_in_the_file(tmp_path: Path) -> None:
     data = read_config_file(QUICKSTART)
     edited = copy.deepcopy(data)
     edited["treatment"][1]["start"] = 2.5
-    edited["model"]["parameters"] = {"K_T": 0.3}
+    edited["model"].setdefault("parameters", {})["K_T"] = 0.3
     path = tmp_path / "edited.yaml"
     path.write_text(yaml.safe_dump(edited), encoding="utf-8")
     by_hand = load_config(path)
@@ -122,14 +122,14 @@ def test_the_mapping_given_is_not_changed() -> None:
 @pytest.mark.parametrize(
     ("sets", "fragments"),
     [
-        (["model.parameters.K_X=1"], ["unknown key 'model.parameters.K_X'", "did you mean 'K_T'", "valid keys of model.parameters: a, b, c"]),
+        (["model.parameters.K_X=1"], ["unknown key 'model.parameters.K_X'", "did you mean 'K_T'", "valid keys of model.parameters: a, b, V_pack, c"]),
         (["model.paramters.K_T=1"], ["unknown key 'model.paramters'", "did you mean 'parameters'", "valid keys of model: builtin, variant, parameters"]),
         (["gird.shape=[8,8,8]"], ["unknown key 'gird'", "valid keys: name, backend, precision, grid"]),
         (["treatment[il2].strat=1"], ["unknown key 'treatment[il2].strat'", "did you mean 'start'", "agent, kind, dose"]),
         (["treatment[pd1].start=1"], ["no entry for agent 'pd1'", "agents: [chemo], [il2]", "[0]..[1]"]),
         (["treatment[7].start=1"], ["treatment has no item [7]", "[0]..[1]"]),
         (["model.maps.w.vessels.sed=1"], ["unknown key 'model.maps.w.vessels.sed'", "did you mean 'seed'", "kind, seed"]),
-        (["model.species.X.diffusion=1"], ["unknown key 'model.species.X'", "valid keys of model.species: T, N, L, M, I, A"]),
+        (["model.species.X.diffusion=1"], ["unknown key 'model.species.X'", "valid keys of model.species: T, N, L, K, M, I, A"]),
         (["grid.spacing.x=1"], ["grid.spacing is 150.0, which has no key 'x'"]),
         (["treatment[il2].start=abc"], ["treatment[1].start: input should be a valid number", "set by --set treatment[il2].start=abc"]),
         (["time.end=-1"], ["time.end: input should be greater than 0", "set by --set time.end=-1"]),

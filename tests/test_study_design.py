@@ -17,7 +17,7 @@ from solver.study.design import design_points, unit_samples
 from solver.study.spec import load_study
 
 BASE_SET = {"grid.shape": [8, 8, 8], "grid.spacing": 300.0, "time.end": 2.0, "backend": "cpu",
-            "output.pictures": False, "treatment[il2].count": 1}
+            "output.pictures": False, "treatment[il2].count": 1, "treatment[chemo].dose_rate": 2.0}
 
 
 def study(**changes: Any) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def test_product_varies_the_first_entry_slowest_and_derives_values() -> None:
         assert m.config["treatment"][0]["dose_rate"] == m.values["treatment[chemo].dose_rate"]
         assert m.config["treatment"][1]["start"] == m.values["treatment[il2].start"]
         assert m.config["grid"]["shape"] == [8, 8, 8]  # the study's `set`
-    # the base (quickstart: dose rate 2, IL-2 at day 1) is the member with offset 0.5 and rate 2
+    # the base (the set dose rate 2, the quickstart's IL-2 at day 1) is the member with offset 0.5 and rate 2
     assert [m.index for m in resolved.members if m.base] == [4] and len(resolved.members) == 6
     assert resolved.columns == ["offset", "treatment[chemo].dose_rate", "treatment[il2].start"]
 

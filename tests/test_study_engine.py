@@ -33,6 +33,7 @@ def tiny_study(end: float = 1.0, **changes: Any) -> dict[str, Any]:
         "set": {"grid.shape": [8, 8, 8], "grid.spacing": 300.0, "time.end": end, "backend": "cpu",
                 "output.pictures": False, "output.snapshot_every": 0.5, "output.series_every": 0.1,
                 "model.species.T.initial.tumour.smooth": 300.0, "treatment[il2].count": 1,
+                "treatment[chemo].dose_rate": 2.0,
                 "treatment[il2].start": 0.5},
         "vary": {"offset": {"values": [0.0, 0.25]},
                  "treatment[chemo].dose_rate": {"values": [1.0, 2.0, -1.0]}},

@@ -13,10 +13,10 @@ from solver.diagnostics import DiagnosticsEvaluator
 from solver.package_data import data_dir
 from solver.run import Simulation
 
-ARMS = ("chemo_only", "immuno_only", "chemoimmuno")
+ARMS = ("untreated", "chemo_only", "immuno_only", "chemoimmuno")
 
 
-def coarse(name: str, **time):
+def coarse(name: str, parameters: dict | None = None, **time):
     """A shipped arm on a coarse 8^3 grid (same treatment, model, time; its precision
     unless `precision=` says otherwise)."""
     data = load_config(data_dir("configs") / f"{name}.yaml").model_dump(mode="json")
@@ -25,12 +25,20 @@ def coarse(name: str, **time):
     if "precision" in time:
         data["precision"] = time.pop("precision")
     data["time"].update(time)
+    if "end" in time:  # keep the doses before the end
+        kept = []
+        for d in data["treatment"]:
+            count = sum(1 for k in range(d.get("count", 1)) if d.get("start", 0.0) + k * (d.get("every") or 0.0) < time["end"])
+            if count:
+                kept.append({**d, "count": count})
+        data["treatment"] = kept
+    data["model"]["parameters"].update(parameters or {})
     return parse_config(data)
 
 
-def final_tumour_burden(name: str) -> float:
+def final_tumour_burden(name: str, parameters: dict | None = None) -> float:
     """Final tumour burden of a shipped arm with its default settings, on the coarse grid."""
-    sim = Simulation(coarse(name))
+    sim = Simulation(coarse(name, parameters))
     state = sim.start()
     end = sim.config.time.end
     sim.advance(state, end)
@@ -47,11 +55,21 @@ def combination_against_reference():
     return compare_runs({"default": Simulation(coarse("chemoimmuno"))}, reference)
 
 
-def test_combination_beats_each_monotherapy(combination_against_reference) -> None:
-    burden = {arm: final_tumour_burden(arm) for arm in ARMS[:2]}
+def test_the_arms_behave_as_stated(combination_against_reference) -> None:
+    # The four shipped arms (same tissue, treatment only differs), day 21. Measured on this
+    # 8^3 grid (2-core CPU, float32): untreated grows 4.1e7 -> 6.5e7; relative to it
+    # chemo 0.853, immuno 0.997 (CD8 cells are inactivated by the dense tumour, as in the
+    # ODE), combination 0.846 against Bliss independence 0.850, and 0.896 without the
+    # immunogenic cell death (icd = 0): the synergy is that term.
+    burden = {arm: final_tumour_burden(arm) for arm in ARMS[:3]}
     burden["chemoimmuno"] = combination_against_reference.costs["default"].burden
-    assert burden["chemoimmuno"] < burden["chemo_only"]
-    assert burden["chemoimmuno"] < burden["immuno_only"]
+    burden["no synergy"] = final_tumour_burden("chemoimmuno", {"icd": 0.0})
+    survival = {arm: b / burden["untreated"] for arm, b in burden.items()}
+    bliss = survival["chemo_only"] * survival["immuno_only"]
+    assert burden["untreated"] > 1.4 * 4.1e7  # escapes
+    # each monotherapy has an effect well beyond the defaults' 0.1 % burden tolerance
+    assert survival["chemo_only"] < 0.95 and survival["immuno_only"] < 1.0 - 0.002
+    assert survival["chemoimmuno"] < bliss < survival["no synergy"]
 
 
 def test_default_settings_are_within_the_stated_tolerance(combination_against_reference) -> None:

@@ -113,15 +113,19 @@ def test_a_finer_grid_of_the_same_domain_block_averages_to_the_coarser_map(kind:
         assert fine.max() > 1.5 * coarse.max()  # the finer grid resolves more: not a copy
 
 
-def test_a_vessel_thinner_than_the_cells_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="solver.fields.vessels"):
-        vessel_map(SHAPE, SPACING, "network", seed=4, radius=2.0)
-    assert any(r.levelno == logging.WARNING and "below half the grid spacing" in r.getMessage()
-               for r in caplog.records)
+def test_geometry_the_grid_cannot_resolve_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # a core edge narrower than a cell, and a core smaller than a cell, are warnings
+    with caplog.at_level(logging.INFO, logger="solver.fields.vessels"):
+        vessel_map(SHAPE, SPACING, "necrotic_core", seed=4, core_radius=8.0, rim_width=5.0, radius=2.0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("rim_width 5 is below the grid spacing 10" in m for m in warnings)
+    assert any("core_radius 8 is below the grid spacing 10" in m for m in warnings)
+    # a vessel thinner than a cell changes nothing (cell averages): said at INFO
+    assert any(r.levelno == logging.INFO and "below half the grid spacing" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="solver.fields.vessels"):
-        vessel_map(SHAPE, SPACING, "network", seed=4, radius=6.0)
-    assert not caplog.records
+    with caplog.at_level(logging.INFO, logger="solver.fields.vessels"):
+        vessel_map(SHAPE, SPACING, "necrotic_core", seed=4, core_radius=100.0, rim_width=30.0, radius=6.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 
 
 def test_necrotic_core_is_vessel_free_and_outside_is_the_network() -> None:

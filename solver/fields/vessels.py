@@ -21,7 +21,8 @@ over the cross-section, each carrying its share of pi r^2 ds); a cell's value is
 volume of the points inside it over the cell volume. So a 2x finer grid of the same
 domain block-averages exactly to the coarser one (tests/test_vessel_maps.py), and a grid
 refinement study refines the same vessels. A tube thinner than the cells is represented
-by its volume density, not by its wall: a WARNING says so.
+by its volume density, not by its wall (an INFO line says so; nothing is widened).
+A core edge or core narrower than a cell cannot be resolved: a WARNING says so.
 
 Grid convention: arrays of shape (nx, ny, nz) in C order, cell-centred; cell (i, j, k)
 spans [i hx, (i + 1) hx) x ... and the domain is [0, nx hx] x [0, ny hy] x [0, nz hz].
@@ -153,7 +154,8 @@ class _Tubes:
             )
         length = 20.0 * opts.radius if opts.segment_length is None else opts.segment_length
         if opts.radius < 0.5 * min(grid.spacing):
-            log.warning(
+            # nothing is changed: the cells hold the exact average of the network's volume
+            log.info(
                 "vessel radius %g is below half the grid spacing %g: each cell holds the "
                 "average vessel volume of its part of the network (the map resolves the "
                 "vessels' density, not their walls or the gradients within a cell)",
@@ -310,6 +312,9 @@ class _Core:
         if rim_width < grid.h_max:
             log.warning("rim_width %g is below the grid spacing %g: the core edge is a jump on this grid",
                         rim_width, grid.h_max)
+        if radius < grid.h_max:
+            log.warning("core_radius %g is below the grid spacing %g: the avascular core is not resolved",
+                        radius, grid.h_max)
         boost_width = 0.5 * radius if opts.boost_width is None else opts.boost_width
         return cls(np.asarray(centre, dtype=np.float64), radius, rim_width, boost_width)
 
