@@ -36,9 +36,9 @@ def coarse(name: str, parameters: dict | None = None, **time):
     return parse_config(data)
 
 
-def final_tumour_burden(name: str, parameters: dict | None = None) -> float:
-    """Final tumour burden of a shipped arm with its default settings, on the coarse grid."""
-    sim = Simulation(coarse(name, parameters))
+def final_tumour_burden(name: str, parameters: dict | None = None, **time) -> float:
+    """Final tumour burden of a shipped arm on the coarse grid."""
+    sim = Simulation(coarse(name, parameters, **time))
     state = sim.start()
     end = sim.config.time.end
     sim.advance(state, end)
@@ -48,41 +48,42 @@ def final_tumour_burden(name: str, parameters: dict | None = None) -> float:
 
 @pytest.fixture(scope="module")
 def combination_against_reference():
-    """The combination arm with its default settings (imex order 2, rtol 0.05, float32)
-    stepped beside a converged reference (float64, rtol 1e-3: within 0.04 % of one at
-    2.5e-4 on the quickstart, benchmarks/RESULTS.md), compared at every record."""
-    reference = Simulation(coarse("chemoimmuno", precision="float64", integrator="imex", order=2, rtol=1e-3))
-    return compare_runs({"default": Simulation(coarse("chemoimmuno"))}, reference)
+    """The combination arm over its first 10 days (doxorubicin on days 0 and 7, TIL and
+    IL-2 from day 7) with its default settings (imex order 2, rtol 0.01, float32) stepped
+    beside a converged reference (float64, rtol 2e-3), compared at every record."""
+    reference = Simulation(coarse("chemoimmuno", precision="float64", integrator="imex", order=2, rtol=2e-3,
+                                  end=10.0))
+    return compare_runs({"default": Simulation(coarse("chemoimmuno", end=10.0))}, reference)
 
 
-def test_the_arms_behave_as_stated(combination_against_reference) -> None:
-    # The four shipped arms (same tissue, treatment only differs), day 21. Measured on this
-    # 8^3 grid (2-core CPU, float32): untreated grows 4.1e7 -> 6.5e7; relative to it
-    # chemo 0.853, immuno 0.997 (CD8 cells are inactivated by the dense tumour, as in the
-    # ODE), combination 0.846 against Bliss independence 0.850, and 0.896 without the
-    # immunogenic cell death (icd = 0): the synergy is that term.
-    burden = {arm: final_tumour_burden(arm) for arm in ARMS[:3]}
-    burden["chemoimmuno"] = combination_against_reference.costs["default"].burden
-    burden["no synergy"] = final_tumour_burden("chemoimmuno", {"icd": 0.0})
+def test_the_arms_behave_as_stated() -> None:
+    # The four shipped arms (same tissue, treatment only differs), day 21, on this 8^3
+    # grid of the same domain (2-core CPU, float32), at rtol 0.05: the differences
+    # between arms (1 % and more) are ten times the burden error it leaves (0.13 % against
+    # the reference at 10 days), at a quarter of the default's steps. Measured: ARMS8
+    burden = {arm: final_tumour_burden(arm, rtol=0.05) for arm in ARMS}
+    burden["no synergy"] = final_tumour_burden("chemoimmuno", {"icd": 0.0}, rtol=0.05)
+    print({k: f"{v:.4g}" for k, v in burden.items()})
     survival = {arm: b / burden["untreated"] for arm, b in burden.items()}
     bliss = survival["chemo_only"] * survival["immuno_only"]
-    assert burden["untreated"] > 1.4 * 4.1e7  # escapes
+    assert burden["untreated"] > 1.3 * 4.1e7  # escapes
     # each monotherapy has an effect well beyond the defaults' 0.1 % burden tolerance
     assert survival["chemo_only"] < 0.95 and survival["immuno_only"] < 1.0 - 0.002
     assert survival["chemoimmuno"] < bliss < survival["no synergy"]
 
 
 def test_default_settings_are_within_the_stated_tolerance(combination_against_reference) -> None:
-    # Every species' field, at every record over 21 days, within FIELD_TOLERANCE (2 %) of
-    # its largest value, and the burden within BURDEN_TOLERANCE (0.1 %). Measured on this
-    # grid: IL-2 1.2 % (a bolus's fast washout: the error scales with rtol, 0.6 % at 0.01),
-    # L 0.45 %, M 0.16 %, T 0.1 %, burden 0.015 %; at the shipped 16^3 RESULTS.md has them.
+    # Every species' field, at every record, within FIELD_TOLERANCE (2 %) of its largest
+    # value, and the burden within BURDEN_TOLERANCE (0.1 %). Measured on this grid over
+    # 10 days: L 1.3 % (the TIL infusion and the CD8 cells primed where the drug kills),
+    # T 0.35 %, K 0.31 %, N 0.27 %, M 0.13 %, I 0.02 %, burden 0.007 % (rtol 0.05 gave
+    # L 5.1 %: the reason the default is 0.01).
     comparison = combination_against_reference
     errors = comparison.errors["default"]
     assert within_tolerance(errors), errors
-    assert errors["I"] > 1e-3  # IL-2 was given: the comparison saw it
+    assert errors["I"] > 1e-4 and errors["M"] > 1e-4  # the drugs were given: the comparison saw them
     # the reference took far smaller steps than the defaults: it is a reference
-    assert comparison.reference.steps > 4 * comparison.costs["default"].steps
+    assert comparison.reference.steps > 3 * comparison.costs["default"].steps
 
 
 BAD_SCHEDULES = [
