@@ -376,7 +376,9 @@ def _sampler(search: Search, stored: int) -> Any:
 
     spec = search.spec.sampler
     seed = spec.seed if stored == 0 else int(np.random.SeedSequence([spec.seed, stored]).generate_state(1)[0])
-    constraints = (lambda t: t.user_attrs["constraints"]) if search.spec.constraints else None
+    # optuna >= 5 reads constraints set on the trial (_set_constraints); before, a constraints_func
+    new_api = hasattr(optuna.trial.Trial, "set_constraint")
+    constraints = (lambda t: t.user_attrs["constraints"]) if search.spec.constraints and not new_api else None
     kind = search.spec.sampler_kind
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -538,12 +540,22 @@ def _evaluate(search: Search, study: Any, batch: list[tuple[Any, dict[str, Any]]
             trial.set_user_attr("error", score["error"])
             study.tell(trial, state=_fail())
         else:
-            trial.set_user_attr("constraints", score["constraints"])
+            _set_constraints(trial, search.constraint_columns, score["constraints"])
             study.tell(trial, score["objectives"])
         told += 1
         if bar is not None:
             bar.update(1)
     return told
+
+
+def _set_constraints(trial: Any, columns: list[str], values: list[float]) -> None:
+    """The trial's constraint values c (feasible when every c <= 0), before it is told: as
+    optuna >= 5 constraints (Trial.set_constraint), and as the user attribute `constraints`
+    (the trials table; optuna 4's constraints_func reads it)."""
+    trial.set_user_attr("constraints", values)
+    if hasattr(trial, "set_constraint"):
+        for k, (column, value) in enumerate(zip(columns, values)):
+            trial.set_constraint(f"{k}:{column}", value)
 
 
 def _progress_bar(total: int, done: int, name: str, enabled: bool) -> Any:
