@@ -34,6 +34,6 @@ def dask_scheduler():
 
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       host="127.0.0.1", silence_logs=logging.WARNING) as cluster:
         yield cluster.scheduler_address

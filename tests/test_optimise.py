@@ -55,7 +55,7 @@ def chrono_base() -> dict[str, Any]:
         "name": "chrono", "backend": "cpu", "precision": "float64",
         "grid": {"shape": [1, 1, 1], "spacing": 1.0},
         "time": {"end": 5.0, "integrator": "explicit", "order": 2, "rtol": 1.0e-3},
-        "output": {"series_every": 0.25, "pictures": False},
+        "output": {"series_every": 0.25, "snapshot_every": 5.0, "pictures": False},
         "model": {
             "parameters": {"r": 0.5, "k": 1.0, "lam": LAM, "omega": OMEGA, "phi": 1.0, "kN": 0.5},
             "agents": {"drug": {"pk": {"model": "one", "volume": 1.0, "k_el": "lam"}}},

@@ -169,7 +169,9 @@ def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (the formula gives them
+    high = 1.0 if k == n else min(1.0, centre + half)  # up to rounding)
+    return low, high
 
 
 def regimen_labels(frame: Any, meta: dict[str, Any]) -> dict[int, str]:
@@ -209,7 +211,7 @@ def response_table(frame: Any, meta: dict[str, Any]) -> Any:
         if cure is not None:
             k = int((part[cure] >= 0.5).sum())
             row["cure_rate"], (row["cure_low"], row["cure_high"]) = (k / n if n else math.nan), wilson_interval(k, n)
-        fold = part[FOLD_CHANGE].to_numpy(dtype=float)
+        fold = part[FOLD_CHANGE].to_numpy(dtype=float) if FOLD_CHANGE in part else np.full(n, np.nan)
         for r in reductions:
             k = int(np.sum(fold <= 1.0 - r))
             tag = f"response_{round(100 * r)}"

@@ -38,7 +38,7 @@ from solver.config.overrides import get_value
 from solver.errors import CheckpointError, ConfigError, RunInterrupted, TumorsimError
 from solver.io.checkpoint import CHECKPOINT_DIR, config_hash, list_checkpoints, physics_config
 from solver.study.design import DesignPoint, design_points
-from solver.study.outcomes import check_outcomes, study_outcomes
+from solver.study.outcomes import FOLD_CHANGE, check_outcomes, series_names, study_outcomes
 from solver.study.spec import OutcomeSpec, Study, is_config_key
 from solver.text import one_line
 
@@ -142,8 +142,12 @@ def resolve_members(study: Study) -> ResolvedStudy:
         values = {c: _base_value(c, spec, base_resolved) for c in columns}
         members.append(Member(len(members), base_id, values, _named(base_resolved, study.name, base_id), base=True))
     outcomes = study_outcomes(spec, base_config.model.builtin)
+    model = build_model(base_config)
+    if spec.cohort is not None and "series" not in spec.cohort.response.model_fields_set and \
+            spec.cohort.response.series not in series_names(model) and FOLD_CHANGE not in spec.outcomes:
+        outcomes.pop(FOLD_CHANGE, None)  # a model without a tumour burden: no response rates by default
     try:
-        check_outcomes(outcomes, build_model(base_config))
+        check_outcomes(outcomes, model)
     except ConfigError as exc:
         raise ConfigError(f"{study.source}: {exc}") from None
     cure = spec.cohort.response.cure if spec.cohort is not None else None
