@@ -243,6 +243,9 @@ def prepare(source: str | Path | dict[str, Any] | Optimisation, base_dir: str | 
             log.info("the search space's first corner does not validate: %s", m.error)
     for label, changes in spec.references.items():
         search.arms[label] = search.members_of({}, list(changes.items()), f"references.{label}")
+        invalid = next((m for m in search.arms[label] if m.config is None), None)
+        if invalid is not None:  # a fixed arm of the file, not a point of the search: the file is wrong
+            raise ConfigError(f"{where}: references.{label}: {invalid.error}")
     return search
 
 

@@ -13,7 +13,8 @@ Public API:
 Columns of the trials table: trial, state (COMPLETE, FAIL, RUNNING), every variable,
 every derived key, every objective and constraint value (over a cohort named with its
 statistic, e.g. final_burden_mean), feasible (every constraint met), pareto (feasible and
-no other feasible trial at least as good on every objective and better on one), best
+no other feasible trial at least as good on every objective and better on one; of trials
+with the same physics, the first), best
 (the feasible trial best on the first objective), members (the member ids, one per
 patient), error. The Pareto table and the configs are of the feasible front.
 """
@@ -84,6 +85,11 @@ def _front_and_best(frame: Any, search: Search) -> tuple[Any, Any]:
         values = frame[search.objective_columns].to_numpy(dtype=float)
         idx = np.flatnonzero(feasible)
         pareto[idx] = pareto_front(values[idx], _better(search))
+        seen = set()
+        for i in np.flatnonzero(pareto):  # trials that share their members (the same physics): the first
+            key = frame["members"].iloc[i]
+            pareto[i] = key not in seen
+            seen.add(key)
         first = values[idx, 0] * (1 if search.directions[0] == "minimize" else -1)
         best[idx[int(np.nanargmin(first))]] = True
     return pareto, best
