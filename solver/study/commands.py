@@ -148,7 +148,8 @@ def cmd_study_report(options: argparse.Namespace) -> int:
 
 
 def cmd_optimise(options: argparse.Namespace) -> int:
-    from solver.study.optimise import dry_run_lines, optimise, prepare
+    from solver.study.optimise import optimise, prepare
+    from solver.study.optimise_report import dry_run_lines
 
     if options.trials is not None and options.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {options.trials}")

@@ -7,7 +7,6 @@ Public API:
     prepare(source) -> Search              the file loaded, its base and arms resolved, checked
     Search                                 the search space: trial -> members, outcomes -> values
     OptimisationResult                     the folder, the trials table, counts
-    dry_run_lines(search) -> list[str]
     JOURNAL, META_FILE
 
 The search runs in batches of `batch` trials (default: the NSGA-II population, else 4):
@@ -571,33 +570,3 @@ def _progress_bar(total: int, done: int, name: str, enabled: bool) -> Any:
     tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
     return tqdm(total=total, initial=min(done, total), desc=f"optimise {name}", unit="trial", file=sys.stderr,
                 mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
-
-
-def dry_run_lines(search: Search) -> list[str]:
-    """What the optimisation would do: variables, objectives, constraints, members per
-    trial, and the arms. Writes nothing."""
-    spec = search.spec
-    per = len(search.resolved.patients) or 1
-    lines = [(f"optimisation {search.opt.name!r} from {search.opt.study.source} (base {search.opt.study.base_source}): "
-              f"{spec.trials} trials of {per} member(s) each, {spec.sampler_kind} (seed {spec.sampler.seed}), "
-              f"batches of {spec.batch_size}")]
-    for name, v in spec.variables.items():
-        if v.kind == "float":
-            what = f"{v.low:g} .. {v.high:g}" + (" (log)" if v.log else "") + (f" step {v.step:g}" if v.step else "")
-        elif v.kind == "int":
-            what = f"integers {int(v.low)} .. {int(v.high)}"
-        elif v.kind == "categorical":
-            what = f"one of {', '.join(map(str, v.choices))}"
-        else:
-            what = f"one of the cases {', '.join(v.cases)}"
-        key = f" -> {v.key}" if v.key else ""
-        lines.append(f"  variable {name}{key}: {what}")
-    for column, d in zip(search.objective_columns, search.directions):
-        lines.append(f"  objective: {d} {column}")
-    for column, c in zip(search.constraint_columns, spec.constraints):
-        bounds = " and ".join(b for b in (f">= {c.min:g}" if c.min is not None else "", f"<= {c.max:g}" if c.max is not None else "") if b)
-        lines.append(f"  constraint: {column} {bounds}")
-    for label, members in search.arms.items():
-        lines.append(f"  arm {label}: {len(members)} member(s) ({members[0].id}{', ...' if len(members) > 1 else ''})")
-    return lines
-

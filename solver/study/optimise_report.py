@@ -9,6 +9,7 @@ Public API:
     write_outputs(search, study, frame, results, out) -> list[Path]
     front_figure(frame, arms, meta) -> Figure
     pareto_markdown(frame, arms, search) -> str
+    dry_run_lines(search) -> list[str]                  what a search would do (--dry-run)
 
 Columns of the trials table: trial, state (COMPLETE, FAIL, RUNNING), every variable,
 every derived key, every objective and constraint value (over a cohort named with its
@@ -289,3 +290,33 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=130)
     log.info("wrote %s", path)
     return path
+
+
+def dry_run_lines(search: Search) -> list[str]:
+    """What the optimisation would do: variables, objectives, constraints, members per
+    trial, and the arms. Writes nothing."""
+    spec = search.spec
+    per = len(search.resolved.patients) or 1
+    lines = [(f"optimisation {search.opt.name!r} from {search.opt.study.source} (base {search.opt.study.base_source}): "
+              f"{spec.trials} trials of {per} member(s) each, {spec.sampler_kind} (seed {spec.sampler.seed}), "
+              f"batches of {spec.batch_size}")]
+    for name, v in spec.variables.items():
+        if v.kind == "float":
+            what = f"{v.low:g} .. {v.high:g}" + (" (log)" if v.log else "") + (f" step {v.step:g}" if v.step else "")
+        elif v.kind == "int":
+            what = f"integers {int(v.low)} .. {int(v.high)}"
+        elif v.kind == "categorical":
+            what = f"one of {', '.join(map(str, v.choices))}"
+        else:
+            what = f"one of the cases {', '.join(v.cases)}"
+        key = f" -> {v.key}" if v.key else ""
+        lines.append(f"  variable {name}{key}: {what}")
+    for column, d in zip(search.objective_columns, search.directions):
+        lines.append(f"  objective: {d} {column}")
+    for column, c in zip(search.constraint_columns, spec.constraints):
+        bounds = " and ".join(b for b in (f">= {c.min:g}" if c.min is not None else "", f"<= {c.max:g}" if c.max is not None else "") if b)
+        lines.append(f"  constraint: {column} {bounds}")
+    for label, members in search.arms.items():
+        lines.append(f"  arm {label}: {len(members)} member(s) ({members[0].id}{', ...' if len(members) > 1 else ''})")
+    return lines
+
