@@ -211,3 +211,31 @@ def test_resume_of_a_folder_without_a_search_is_refused(tmp_path, capsys) -> Non
     path.write_text(yaml.safe_dump(chrono_opt()), encoding="utf-8")
     assert cli.main(["optimise", str(path), "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "holds no optimisation to continue" in capsys.readouterr().err
+
+
+def test_cases_choices_and_derived_keys_make_the_regimen() -> None:
+    base = chrono_base()
+    base["treatment"].append({"agent": "drug", "kind": "bolus", "dose": 1.0, "start": 2.0})
+    opt = chrono_opt(base=base, variables={
+        "gap": {"low": 0.5, "high": 2.0},
+        "order": {"cases": {"big-first": {"treatment[0].start": 0.5, "treatment[1].start": "0.5 + gap"},
+                            "small-first": {"treatment[1].start": 0.5, "treatment[0].start": "0.5 + gap"}}},
+        "model.parameters.kN": {"choices": [0.25, 0.5]},
+    }, derive={"treatment[1].dose": "2*gap"})
+    search = prepare(opt)
+    values, changes = search.point({"gap": 1.5, "order": "small-first", "model.parameters.kN": 0.25}, "test")
+    assert changes == [("treatment[1].start", 0.5), ("treatment[0].start", 2.0), ("model.parameters.kN", 0.25),
+                       ("treatment[1].dose", 3.0)]
+    config = search.members_of(values, changes, "variables")[0].config
+    assert [(d["start"], d["dose"]) for d in config["treatment"]] == [(2.0, 5.0), (0.5, 3.0)]
+    assert config["model"]["parameters"]["kN"] == 0.25
+
+
+def test_a_trial_whose_member_does_not_validate_fails_alone(tmp_path, dask_scheduler) -> None:
+    opt = chrono_opt(variables={"treatment[drug].dose": {"low": -4.0, "high": 4.0}}, trials=6,
+                     sampler={"kind": "random", "seed": 2})
+    frame = optimise(opt, out=tmp_path / "opt", scheduler=dask_scheduler, progress=False).trials
+    negative = frame["treatment[drug].dose"] <= 0
+    assert negative.any() and (~negative).any()
+    assert (frame["state"][negative] == "FAIL").all() and (frame["state"][~negative] == "COMPLETE").all()
+    assert frame["error"][negative].str.contains("dose must be > 0").all()
