@@ -276,6 +276,7 @@ class OptimisationResult:
     cluster: str = ""
     wall_seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
+    stopped: RunInterrupted | None = None  # set when a stop ended it (optimise raises it)
 
 
 def optimise(
@@ -304,17 +305,29 @@ def optimise(
         SimulationError: the folder already holds a search (without resume).
         RunInterrupted: stopped; the trials not told stay RUNNING in the storage.
     """
-    from solver.study.cluster import open_client
-    from solver.study.optimise_report import write_outputs, write_trials
+    from solver.io.lock import FolderLock
 
     started = wallclock.perf_counter()
     search = source if isinstance(source, Search) else prepare(source)
     out = folder_of(search, out)
     _prepare_folder(out, resume)
+    with FolderLock(out):  # one process searches a folder at a time
+        _drop_stale_journal_lock(out)
+        result = _optimise(search, out, resume, trials or search.spec.trials, scheduler, workers, progress,
+                           stop if stop is not None else StopRequest())
+    result.wall_seconds = wallclock.perf_counter() - started
+    if result.stopped is not None:
+        raise result.stopped
+    return result
+
+
+def _optimise(search: Search, out: Path, resume: bool, target: int, scheduler: str | None, workers: int | None,
+              progress: bool, stop: StopRequest) -> OptimisationResult:
+    from solver.study.cluster import open_client
+    from solver.study.optimise_report import write_outputs, write_trials
+
     study = _optuna_study(search, out, resume)
     _write_meta(search, out)
-    target = trials or search.spec.trials
-    stop = stop if stop is not None else StopRequest()
     results: dict[str, dict[str, Any]] = {}
     ran, description = 0, ""
     if (_counted(study) < target or _open_trials(study) or _arms_todo(search, out)) and not stop:
@@ -333,13 +346,22 @@ def optimise(
     frame = write_trials(search, study, out)
     files = write_outputs(search, study, frame, results, out) if not stop else []
     counts = frame["state"].value_counts().to_dict() if len(frame) else {}
-    result = OptimisationResult(out, frame, {str(k): int(v) for k, v in counts.items()}, ran, description,
-                                wallclock.perf_counter() - started, files)
+    result = OptimisationResult(out, frame, {str(k): int(v) for k, v in counts.items()}, ran, description, 0.0, files)
     if stop:
         shown = ", ".join(f"{n} {s}" for s, n in result.counts.items())
-        raise RunInterrupted(f"optimisation stopped by {signal_name(stop.signum or 0)}: {shown or 'no trials'}; "
-                             f"trials {out / 'trials.csv'}", stop.signum)
+        result.stopped = RunInterrupted(f"optimisation stopped by {signal_name(stop.signum or 0)}: "
+                                        f"{shown or 'no trials'}; trials {out / 'trials.csv'}", stop.signum)
     return result
+
+
+def _drop_stale_journal_lock(out: Path) -> None:
+    """optuna's journal lock (a symlink beside the journal) left by a process killed while it
+    appended: stale, since this process holds the folder's lock (optuna would otherwise
+    wait 30 s before breaking it)."""
+    stale = out / f"{JOURNAL}.lock"
+    if stale.is_symlink() or stale.exists():
+        log.warning("removing %s, left by a process that was killed while writing the journal", stale)
+        stale.unlink()
 
 
 def _prepare_folder(out: Path, resume: bool) -> None:
