@@ -123,3 +123,12 @@ def _outcomes(out, member: str) -> dict[str, float]:
     import json
 
     return json.loads((out / "members" / member / "result.json").read_text())["outcomes"]
+
+
+def test_a_heatmap_of_a_design_that_leaves_cells_empty_is_drawn() -> None:
+    pytest.importorskip("matplotlib")
+    from solver.study.report import heatmap_figure
+
+    frame = pd.DataFrame({"rate": [4.0, 1.0, 4.0, 1.0], "days": [1.0, 4.0, 1.0, 4.0], "final_burden": [2.0, 1.0, 3.0, 2.0]})
+    fig = heatmap_figure(frame, "rate", "days", "final_burden")  # zip: (4, 4) and (1, 1) are empty
+    assert fig.axes[0].get_title() == "final_burden (mean of 2 members per cell)"

@@ -189,7 +189,9 @@ def heatmap_figure(frame: Any, x: str, y: str, value: str, units: str = "") -> F
     ax.set_yticks(range(len(table.index)), [f"{r:g}" for r in table.index])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    per = int(counts.to_numpy().max()) if counts.size else 1
+    filled = counts.to_numpy(dtype=float)
+    filled = filled[np.isfinite(filled)]  # a zip or sampled design leaves cells of the grid empty
+    per = int(filled.max()) if filled.size else 1
     ax.set_title(f"{value}" + (f" (mean of {per} members per cell)" if per > 1 else ""))
     fig.colorbar(image, ax=ax, label=f"{value} [{units}]" if units else value)
     return fig
