@@ -33,7 +33,8 @@ def run_command(command: str, argv: list[str], parser_class: type[argparse.Argum
     if options.workers is not None and options.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {options.workers}")
     if options.dry_run and options.resume:
-        raise ConfigError(f"--dry-run lists a new {command}'s members; it cannot be combined with --resume")
+        what = {"study": "study", "optimise": "optimisation", "sensitivity": "sensitivity analysis"}[command]
+        raise ConfigError(f"--dry-run says what a new {what} would run; it cannot be combined with --resume")
     import distributed  # noqa: F401  (its import sets its loggers to INFO: quiet them unless --verbose)
 
     logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
