@@ -177,7 +177,7 @@ def test_a_killed_optimisation_resumes_without_repeating_a_trial(tmp_path) -> No
     assert done.returncode == 0, done.stderr
     after = pd.read_csv(out / "trials.csv")
     counted = after[after["state"] == "COMPLETE"]
-    assert len(counted) == 10 and counted["trial"].is_unique
+    assert len(counted) == 10 and counted["trial"].is_unique, after[["trial", "state", "error"]].to_string()
     kept = counted.set_index("trial").loc[before["trial"]]
     assert list(kept["treatment[drug].start"]) == list(before["treatment[drug].start"])
     assert list(kept["final_T"]) == list(before["final_T"])
