@@ -1,4 +1,5 @@
-"""Command line: `tumorsim run | validate | view | animate | plot | compare | study | bench`
+"""Command line: `tumorsim run | validate | view | animate | plot | compare | study | optimise |
+sensitivity | bench`
 (also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
@@ -16,7 +17,8 @@ with its own command line); `run --dry-run` prints the plan, memory, output size
 runtime estimate. `plot --follow` redraws a running run's time series as records arrive.
 `run --set KEY=VALUE` changes a config key before validation. `study STUDY.yaml` runs a
 regimen study on Dask (solver/study/); it stops the same way, with every running
-member checkpointed, and `study --resume` continues it.
+member checkpointed, and `study --resume` continues it; `optimise` and `sensitivity` run
+their members on the same engine (solver/study/commands.py parses their options).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("solver")
 DEFAULT_CONFIG = "quickstart"
+STUDY_COMMANDS = {
+    "study": (("run a regimen study: many members from one study file, on Dask (study report DIR: its "
+               "pictures and table)"), []),
+    "optimise": ("optimise a regimen under toxicity constraints (optuna; trials run as study members)", ["optimize"]),
+    "sensitivity": ("global sensitivity of outcomes to parameters (SALib Sobol or Morris; members on Dask)", []),
+}
 SET_HELP = ("change a config key before validation (repeatable): dotted keys, list items by index or "
             "treatment agent, e.g. treatment[il2].start=1.0, model.parameters.K_T=0.5, model.variant=patient10")
 
@@ -425,12 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--log", action="store_true", help="logarithmic y axes")
     compare.set_defaults(func=cmd_compare)
 
-    # Studies (solver/study/, Dask) are imported only when `study` runs; its options (and
-    # those of `study report DIR`) are parsed there.
-    study = sub.add_parser("study", help="run a regimen study: many members from one study file, on Dask "
-                           "(study report DIR: its pictures and table)", add_help=False, prefix_chars="\0")
-    study.add_argument("study_args", nargs=argparse.REMAINDER, help="options of the study (study --help)")
-    study.set_defaults(func=cmd_study)
+    # Studies, optimisation and sensitivity (solver/study/commands.py, Dask) are imported only
+    # when one runs; their options (and those of `study report DIR`) are parsed there.
+    for name, (text, aliases) in STUDY_COMMANDS.items():
+        entry = sub.add_parser(name, help=text, aliases=aliases, add_help=False, prefix_chars="\0")
+        entry.add_argument("study_args", nargs=argparse.REMAINDER, help=f"options of {name} ({name} --help)")
+        entry.set_defaults(func=cmd_study, study_command=name)
 
     # The benchmark harness (solver/bench/) is imported only when `bench` runs: its options
     # are parsed there, so `tumorsim --help` stays light (no sympy, no pydantic).
@@ -452,91 +460,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 
-def study_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tumorsim study", description="run a regimen study (docs/studies.md); "
-                     "`tumorsim study report DIR` draws its pictures and table")
-    parser.add_argument("study", help="study file (YAML)")
-    parser.add_argument("--out", help="study folder (default: the study's output, else outputs/studies/NAME)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the study in its folder: finished members are kept, interrupted ones continue")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list the members and estimate the time from a few steps; run and write nothing")
-    parser.add_argument("--scheduler", metavar="ADDRESS", help="join a running Dask scheduler (tcp://host:8786)")
-    parser.add_argument("--workers", type=int, metavar="N", help="workers of the cluster the study starts")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    return parser
-
-
-def report_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tumorsim study report", description="pictures and a Markdown table of a study folder")
-    parser.add_argument("dir", help="the study folder")
-    parser.add_argument("-o", "--output", help="folder for the report (default: DIR/report)")
-    parser.add_argument("--x", help="varied key along the heatmap's x axis")
-    parser.add_argument("--y", help="varied key along the heatmap's y axis")
-    parser.add_argument("--value", help="outcome the heatmap shows (default: the efficacy outcome)")
-    parser.add_argument("--efficacy", help="efficacy outcome of the Pareto scatter (default: final_burden)")
-    parser.add_argument("--toxicity", help="toxicity outcome of the Pareto scatter (default: lymphocyte_nadir)")
-    parser.add_argument("--members", help="comma-separated member ids to overlay besides the best and the base")
-    parser.add_argument("--series", help="comma-separated series of the overlay (default: tumour_burden,C)")
-    return parser
-
-
 def cmd_study(args: argparse.Namespace) -> int:
-    if args.study_args[:1] == ["report"]:
-        return cmd_study_report(report_parser().parse_args(args.study_args[1:]))
-    options = study_parser().parse_args(args.study_args)
-    if options.workers is not None and options.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {options.workers}")
-    if options.dry_run and options.resume:
-        raise ConfigError("--dry-run lists a new study's members; it cannot be combined with --resume")
-    import distributed  # noqa: F401  (its import sets its loggers to INFO: quiet them unless --verbose)
+    from solver.study.commands import run_command
 
-    from solver.run import StopRequest, stop_on_signals
-    from solver.study import resolve_study
-    from solver.study.engine import SUMMARY_CSV, SUMMARY_PARQUET, dry_run_lines, execute
-
-    logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    resolved = resolve_study(options.study)
-    if options.dry_run:
-        for line in dry_run_lines(resolved, options.workers):
-            print(line)
-        return 0
-    print(f"tumorsim {__version__}: study {resolved.study.name!r}, {len(resolved.members)} member(s) from "
-          f"{options.study}" + (", resuming" if options.resume else ""))
-    stop = StopRequest()
-    try:
-        with stop_on_signals(stop):
-            result = execute(resolved, options.out, resume=options.resume, scheduler=options.scheduler,
-                             workers=options.workers, progress=not options.no_progress, stop=stop)
-    except RunInterrupted as exc:
-        print(f"tumorsim: {one_line(exc)}", file=sys.stderr)
-        resume = ["tumorsim", "study", options.study, "--resume"]
-        resume += ["--out", options.out] if options.out else []
-        print(f"tumorsim: resume with: {shlex.join(resume)}", file=sys.stderr)
-        return 128 + (exc.signum or signal.SIGINT)
-    counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
-    print(f"done: {counts}; {result.ran} run now, {result.skipped} found finished, in {result.wall_seconds:.1f} s"
-          + (f" on {result.cluster}" if result.cluster else ""))
-    failed = result.summary[result.summary["status"] == "failed"]
-    for _, row in failed.head(5).iterrows():
-        print(f"  failed: member {row['index']} ({row['id']}): {row['error']}")
-    if len(failed) > 5:
-        print(f"  ... and {len(failed) - 5} more failed (summary column `error`)")
-    print(f"files: {result.out / SUMMARY_CSV}")
-    print(f"       {result.out / SUMMARY_PARQUET}")
-    print(f"       {result.out / 'members'}/<id>/ (one run folder per member)")
-    return 1 if result.counts["failed"] and not result.counts["done"] else 0
-
-
-def cmd_study_report(options: argparse.Namespace) -> int:
-    from solver.study.report import make_report
-
-    report = make_report(options.dir, output=options.output, x=options.x, y=options.y, value=options.value,
-                         efficacy=options.efficacy, toxicity=options.toxicity,
-                         members=_list_arg(options.members), series=_list_arg(options.series))
-    for path in report.files:
-        print(f"report: {path}")
-    return 0
+    return run_command(args.study_command, args.study_args, _Parser, args.verbose)
 
 
 def _error(message: object, status: int) -> int:

@@ -23,3 +23,17 @@ def gpu() -> None:
     ok, why = _gpu_available()
     if not ok:
         pytest.skip(f"gpu test: {why}")
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """The address of a 2-worker Dask LocalCluster shared by the optimisation, sensitivity and
+    cohort tests (started once: a cluster costs seconds to start on a 2-core machine)."""
+    pytest.importorskip("distributed", reason="the `study` extra is not installed")
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      host="127.0.0.1", silence_logs=logging.WARNING) as cluster:
+        yield cluster.scheduler_address

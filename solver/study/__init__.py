@@ -14,11 +14,16 @@ Public API:
 Modules: spec (the study file's schema), design (combining values into members),
 outcomes (from a run's time series), members (one member = one run folder), cluster
 (LocalCluster, GPU workers, an existing scheduler, SLURM), engine (submitting,
-collecting, the summary, stops and resumes), report (pictures and the table).
-docs/studies.md documents the study file and the commands (`tumorsim study`).
+collecting, the summary, stops and resumes), report (pictures and the table), cohort
+(virtual patients, response rates), optimise_spec / optimise / optimise_report
+(`tumorsim optimise`: optuna over members), sensitivity (`tumorsim sensitivity`: SALib),
+commands (the command-line side of all of them). docs/studies.md documents the study
+file and `tumorsim study`; docs/optimisation.md the optimisation and sensitivity files,
+cohorts and their commands.
 
-Dask (distributed, dask-jobqueue), pandas and pyarrow come with the `study` extra and
-are imported only when a study runs or is reported.
+Dask (distributed, dask-jobqueue), pandas, pyarrow, optuna and SALib come with the
+`study` extra and are imported only when a study, an optimisation or a sensitivity
+analysis runs or is reported.
 """
 
 from __future__ import annotations

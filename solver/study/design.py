@@ -2,7 +2,7 @@
 
 Public API:
     DesignPoint                 one member's values (by column) and the config overrides they give
-    design_points(spec, base_seeds) -> list[DesignPoint]
+    design_points(spec, base_seeds, patients=()) -> list[DesignPoint]
     unit_samples(combine, n, d, seed) -> np.ndarray    points in [0, 1)^d of a sampling design
     entry_value(entry, u) -> value                     a vary entry's value at u in [0, 1)
     evaluate_derived(text, variables, where) -> float  a `derive` expression through the whitelist
@@ -17,7 +17,9 @@ Combining (`combine:`):
 In a sampling design an entry with a distribution takes its inverse CDF at the point;
 an entry with a list of values (values, range, linspace, logspace) takes the value of the
 stratum the point falls in. Replicates repeat every point `count` times, replicate r
-setting each seed key to its base value + r. Derived values are expressions of the
+setting each seed key to its base value + r. With a cohort (solver/study/cohort.py)
+every point and replicate runs once per patient, with a `regimen` column numbering the
+points. Derived values are expressions of the
 study variables (vary names without '.' or '[') and `replicate`, parsed by
 solver.expressions.parse_expression (whitelisted, never eval'd).
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,7 @@ import numpy as np
 
 from solver.config.overrides import Override, as_override
 from solver.errors import ConfigError
+from solver.study.cohort import REGIMEN, Patient, patient_overrides, patient_values
 from solver.study.spec import SAMPLING_DESIGNS, Distribution, StudySpec, VaryEntry, is_config_key
 
 
@@ -57,13 +60,15 @@ class DesignPoint:
     replicate: int = 0
 
 
-def design_points(spec: StudySpec, base_seeds: Mapping[str, int] | None = None) -> list[DesignPoint]:
+def design_points(spec: StudySpec, base_seeds: Mapping[str, int] | None = None,
+                  patients: Sequence[Patient] = ()) -> list[DesignPoint]:
     """Every member of the study, in order.
 
     Args:
         spec: the validated study.
         base_seeds: seed key -> its value in the base config, for replicates (solver/study/
             members.py finds them); required when replicates.count > 1.
+        patients: the cohort's patients (solver.study.cohort.sample_cohort), when it has one.
 
     Raises:
         ConfigError: a derived value that cannot be computed (a text variable in it, an
@@ -74,7 +79,7 @@ def design_points(spec: StudySpec, base_seeds: Mapping[str, int] | None = None) 
     seeds = _replicate_seeds(spec, base_seeds or {})
     fixed = [as_override(item, "set") for item in spec.set.items()]
     points = []
-    for combo in combos:
+    for number, combo in enumerate(combos):
         variables = dict(zip(names, combo))
         for r in range(spec.replicates.count):
             scope = {k: v for k, v in variables.items() if not is_config_key(k)}
@@ -87,7 +92,12 @@ def design_points(spec: StudySpec, base_seeds: Mapping[str, int] | None = None) 
                                    if is_config_key(k) or spec.vary[k].key)]
             overrides += [as_override(item, "derive") for item in derived.items()]
             overrides += [as_override((key, base + r), "replicates") for key, base in seeds.items()]
-            points.append(DesignPoint(len(points), values, tuple(overrides), r))
+            if not patients:
+                points.append(DesignPoint(len(points), values, tuple(overrides), r))
+            for patient in patients:
+                cohort = [as_override(item, "cohort") for item in patient_overrides(patient)]
+                row = {REGIMEN: number, **values, **patient_values(patient, spec.cohort)}
+                points.append(DesignPoint(len(points), row, (*overrides, *cohort), r))
     return points
 
 

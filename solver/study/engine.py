@@ -4,6 +4,8 @@ summary written after each, stops and resumes handled.
 Public API:
     execute(resolved, out, resume=False, scheduler=None, workers=None, progress=True, stop=None)
         -> StudyResult                  run every member that is not finished yet
+    MemberRunner(client, resolved, members_dir).run(members, on_result, stop)
+                                        members on Dask, each result handed back as it comes
     StudyResult                         the summary (pandas.DataFrame), counts, the folder
     summary_frame(resolved, results) -> pandas.DataFrame
     write_summary(frame, out)           DIR/summary.parquet and DIR/summary.csv, atomically
@@ -18,7 +20,8 @@ The study folder:
     DIR/study.json          what the report needs: value columns, outcomes, report keys, base id
     DIR/members/<id>/       one run folder per member (solver/study/members.py)
     DIR/summary.parquet, DIR/summary.csv   one row per member: id, index, base, every varied
-                            value, every outcome, status, error, wall_seconds, steps, backend
+                            value, every outcome, status, error, wall_seconds, steps, backend;
+                            rewritten as members end (at most once a second) and at the end
 
 Statuses: done, failed (its one-line error in `error`), interrupted (checkpointed by a
 stop), pending (not run yet). A stop (StopRequest, set by SIGINT/SIGTERM through
@@ -158,6 +161,15 @@ def _write_meta(resolved: ResolvedStudy, out: Path) -> None:
         "members": len(resolved.members),
         "design_members": resolved.design_size,
     }
+    cohort = study.spec.cohort
+    if cohort is not None:
+        from solver.study.cohort import patient_columns
+
+        cure = cohort.response.cure or ("cured" if "cured" in resolved.outcomes else None)
+        meta["cohort"] = {"size": cohort.size, "seed": cohort.seed, "variants": cohort.variants,
+                          "sigmas": cohort.sigmas(), "response": cohort.response.model_dump(mode="json"),
+                          "cure_outcome": cure}
+        meta["cohort_columns"] = patient_columns(cohort)
     tmp = out / f".{META_FILE}.tmp"
     tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     os.replace(tmp, out / META_FILE)
@@ -248,47 +260,88 @@ def execute(
     return result
 
 
-def _collect(client: Any, resolved: ResolvedStudy, out: Path, todo: list[Member], previous: dict[str, float],
-             results: dict[str, dict[str, Any]], progress: bool, stop: StopRequest) -> float:
-    """Submit the members, take results as they come, write the summary after each; on a
-    stop, tell running members to checkpoint and wait for them. Returns the seconds from
-    the first submission to the last result."""
-    from distributed import Event, as_completed
+class MemberRunner:
+    """Runs members on a Dask client: submits their tasks (solver.study.members.run_member),
+    hands each result to a callback as it comes, and on a stop tells the running members to
+    write a checkpoint and return (a distributed.Event each of them watches). One runner
+    serves any number of `run` calls on its client (the batches of an optimisation)."""
 
-    event_name = f"tumorsim-stop-{uuid.uuid4().hex}"
-    event = Event(event_name, client)
-    futures: dict[str, Member] = {}
-    first = wallclock.perf_counter()
-    submitted = []  # the Future objects: held until the end, or Dask forgets the tasks
-    for m in todo:
-        resume = bool(list_checkpoints(out / MEMBERS_DIR / m.id / CHECKPOINT_DIR))
-        task = task_for(m, out / MEMBERS_DIR / m.id, resolved, resume, event_name, previous.get(m.id, 0.0))
-        future = client.submit(run_member, task, key=f"member-{m.id}-{uuid.uuid4().hex[:8]}", pure=False,
-                               priority=-m.index)
-        futures[future.key] = m
-        submitted.append(future)
-    bar = _progress_bar(len(resolved.members), len(resolved.members) - len(todo), resolved.study.name, progress)
-    stopping = False
-    try:
+    def __init__(self, client: Any, resolved: ResolvedStudy, members_dir: Path) -> None:
+        from distributed import Event
+
+        self.client = client
+        self.resolved = resolved
+        self.members_dir = members_dir
+        self.event_name = f"tumorsim-stop-{uuid.uuid4().hex}"
+        self.event = Event(self.event_name, client)
+        self.stopping = False
+
+    def run(self, members: list[Member], on_result: Any, stop: StopRequest, previous: dict[str, float] | None = None,
+            known: dict[str, dict[str, Any]] | None = None) -> float:
+        """Run `members`, calling on_result(member, result) as each ends (done, failed,
+        interrupted, or pending when a stop came before it started: then `known[id]`, what
+        was known of it before, is kept). previous: wall seconds of earlier sessions, by id.
+        Returns the seconds from the first submission to the last result.
+
+        Raises:
+            RunInterrupted: a second signal (running members lose their steps since their
+                last checkpoint).
+        """
+        from distributed import as_completed
+
+        previous, known = previous or {}, known or {}
+        futures: dict[str, Member] = {}
+        first = wallclock.perf_counter()
+        submitted = []  # the Future objects: held until the end, or Dask forgets the tasks
+        for m in members:
+            folder = self.members_dir / m.id
+            resume = bool(list_checkpoints(folder / CHECKPOINT_DIR))
+            task = task_for(m, folder, self.resolved, resume, self.event_name, previous.get(m.id, 0.0))
+            future = self.client.submit(run_member, task, key=f"member-{m.id}-{uuid.uuid4().hex[:8]}", pure=False,
+                                        priority=-m.index)
+            futures[future.key] = m
+            submitted.append(future)
         pending = as_completed(submitted)
         while not pending.is_empty():
-            if stop and not stopping:
-                stopping = True
-                log.warning("study stopping (%s): running members write a checkpoint", signal_name(stop.signum or 0))
-                event.set()
+            if stop and not self.stopping:
+                self.stopping = True
+                log.warning("stopping (%s): running members write a checkpoint", signal_name(stop.signum or 0))
+                self.event.set()
             batch = pending.next_batch(block=False)
             if not batch:
                 wallclock.sleep(0.05)
                 continue
             for future in batch:
                 m = futures[future.key]
-                results[m.id] = _result_of(future, m, results.get(m.id))
-                if results[m.id]["status"] in ("done", "failed") and bar is not None:
-                    bar.update(1)
+                on_result(m, _result_of(future, m, known.get(m.id)))
+        return wallclock.perf_counter() - first
+
+
+_SUMMARY_EVERY = 1.0  # seconds: the summary is rewritten at most this often while members end
+
+
+def _collect(client: Any, resolved: ResolvedStudy, out: Path, todo: list[Member], previous: dict[str, float],
+             results: dict[str, dict[str, Any]], progress: bool, stop: StopRequest) -> float:
+    """Run the members still to do, take results as they come, rewrite the summary (at most
+    every _SUMMARY_EVERY seconds; execute writes it again at the end); on a stop, tell
+    running members to checkpoint and wait for them. Returns the seconds from the first
+    submission to the last result."""
+    runner = MemberRunner(client, resolved, out / MEMBERS_DIR)
+    bar = _progress_bar(len(resolved.members), len(resolved.members) - len(todo), resolved.study.name, progress)
+    written = [wallclock.perf_counter()]
+
+    def on_result(m: Member, result: dict[str, Any]) -> None:
+        results[m.id] = result
+        if result["status"] in ("done", "failed") and bar is not None:
+            bar.update(1)
+            failed = sum(1 for r in results.values() if r.get("status") == "failed")
+            bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
+        if wallclock.perf_counter() - written[0] >= _SUMMARY_EVERY:
             write_summary(summary_frame(resolved, results), out)
-            if bar is not None:
-                failed = sum(1 for r in results.values() if r.get("status") == "failed")
-                bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
+            written[0] = wallclock.perf_counter()
+
+    try:
+        return runner.run(todo, on_result, stop, previous, results)
     except RunInterrupted:  # a second signal: no more waiting for checkpoints
         log.warning("study aborted: members still running lose the steps since their last checkpoint")
         write_summary(summary_frame(resolved, results), out)
@@ -296,7 +349,6 @@ def _collect(client: Any, resolved: ResolvedStudy, out: Path, todo: list[Member]
     finally:
         if bar is not None:
             bar.close()
-    return wallclock.perf_counter() - first
 
 
 def _result_of(future: Any, member: Member, before: dict[str, Any] | None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Public API:
     Member                          one member: index, id, values, resolved config (or its error)
     ResolvedStudy                   the base config, the members, the outcomes, the value columns
     resolve_members(study) -> ResolvedStudy
+    resolve_member(point, study) -> Member        one design point's member (its config or error)
     member_id(resolved) -> str      12 hex digits of the hash of a resolved config's physics
     seed_keys(resolved) -> dict     key -> value of every generated map's seed
     MemberTask, run_member(task) -> dict    run one member in its folder (on a Dask worker)
@@ -37,7 +38,7 @@ from solver.config.overrides import get_value
 from solver.errors import CheckpointError, ConfigError, RunInterrupted, TumorsimError
 from solver.io.checkpoint import CHECKPOINT_DIR, config_hash, list_checkpoints, physics_config
 from solver.study.design import DesignPoint, design_points
-from solver.study.outcomes import check_outcomes, study_outcomes
+from solver.study.outcomes import FOLD_CHANGE, check_outcomes, series_names, study_outcomes
 from solver.study.spec import OutcomeSpec, Study, is_config_key
 from solver.text import one_line
 
@@ -80,6 +81,7 @@ class ResolvedStudy:
     outcomes: dict[str, OutcomeSpec]
     columns: list[str] = field(default_factory=list)  # the value columns, in order
     design_size: int = 0  # members from the design; a base member run besides them comes after
+    patients: list[Any] = field(default_factory=list)  # the cohort's (solver.study.cohort.Patient)
 
 
 def member_id(resolved: dict[str, Any]) -> str:
@@ -120,29 +122,47 @@ def resolve_members(study: Study) -> ResolvedStudy:
         raise ConfigError(f"{study.source}: base: {exc}") from None
     base_config._base_dir = study.base_dir
     base_resolved = _resolved(base_config, study)
+    patients = []
+    if spec.cohort is not None:
+        from solver.study.cohort import cohort_medians, sample_cohort
+
+        patients = sample_cohort(spec.cohort, cohort_medians(study, base_config))
     try:
-        points = design_points(spec, seed_keys(base_resolved))
+        points = design_points(spec, seed_keys(base_resolved), patients)
     except ConfigError as exc:
         raise ConfigError(f"{study.source}: {exc}") from None
-    members = [_member(p, study) for p in points]
+    members = [resolve_member(p, study) for p in points]
     _refuse_duplicates(members, study.source)
     base_id = member_id(base_resolved)
     columns = list(points[0].values) if points else []
     hit = next((m for m in members if m.id == base_id), None)
     if hit is not None:
         members[hit.index] = Member(hit.index, hit.id, hit.values, hit.config, hit.error, True, hit.replicate)
-    elif spec.include_base:
+    elif spec.include_base and not patients:  # a cohort has no base patient to run
         values = {c: _base_value(c, spec, base_resolved) for c in columns}
         members.append(Member(len(members), base_id, values, _named(base_resolved, study.name, base_id), base=True))
     outcomes = study_outcomes(spec, base_config.model.builtin)
+    model = build_model(base_config)
+    if spec.cohort is not None and "series" not in spec.cohort.response.model_fields_set and \
+            spec.cohort.response.series not in series_names(model) and FOLD_CHANGE not in spec.outcomes:
+        outcomes.pop(FOLD_CHANGE, None)  # a model without a tumour burden: no response rates by default
     try:
-        check_outcomes(outcomes, build_model(base_config))
+        check_outcomes(outcomes, model)
     except ConfigError as exc:
         raise ConfigError(f"{study.source}: {exc}") from None
-    return ResolvedStudy(study, base_config, members, outcomes, columns, len(points))
+    cure = spec.cohort.response.cure if spec.cohort is not None else None
+    if cure is not None and cure not in outcomes:
+        raise ConfigError(f"{study.source}: cohort.response.cure: no outcome {cure!r}; outcomes: {', '.join(outcomes)}")
+    return ResolvedStudy(study, base_config, members, outcomes, columns, len(points), patients)
 
 
-def _member(point: DesignPoint, study: Study) -> Member:
+def resolve_member(point: DesignPoint, study: Study) -> Member:
+    """The member of one design point: its resolved config and id, or (for values that do
+    not validate) its one-line error, kept so that the member fails alone.
+
+    Raises:
+        ConfigError: a key of the point's overrides does not exist (the study file is wrong).
+    """
     try:
         data = apply_overrides(study.base, point.overrides, study.base_source)
     except ConfigError as exc:  # a key that does not exist: the study file is wrong

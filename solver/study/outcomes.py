@@ -17,6 +17,7 @@ record by record; t: the record times; x0: the day-0 value x[0]):
     regrowth        the first time after the minimum at which x is back at x0 (linear
                     between records); NaN when it is not by the end, 0 when x never fell
     nadir           min(x) / x0 (toxicity: 1 = no loss; NaN when x0 = 0)
+    fold_change     x at the last record / x0 (a cohort's response: 0.5 is halved; NaN when x0 = 0)
     time_below      time with x below `threshold` (times x0 when `relative`), x linear
                     between records
     cure            1.0 when x falls below `below` at any record (extinction: a continuum
@@ -44,11 +45,13 @@ from solver.errors import ConfigError
 from solver.study.spec import OutcomeSpec, StudySpec
 
 log = logging.getLogger(__name__)
+FOLD_CHANGE = "fold_change"  # the outcome a cohort's response is counted from
 
 
 def study_outcomes(spec: StudySpec, builtin: str | None) -> dict[str, OutcomeSpec]:
     """The outcomes of every member: the built-in model's defaults (unless
-    `default_outcomes: false`), then the study's own, which replace a default of the same name."""
+    `default_outcomes: false`), then the study's own, which replace a default of the same name;
+    with a cohort, `fold_change` of its response series unless the study defines one."""
     out: dict[str, OutcomeSpec] = {}
     if spec.default_outcomes and builtin is not None:
         for name, raw in builtin_outcomes(builtin).items():
@@ -57,6 +60,9 @@ def study_outcomes(spec: StudySpec, builtin: str | None) -> dict[str, OutcomeSpe
             except ValidationError as exc:  # a shipped file that is wrong: a bug, said in one line
                 raise ConfigError(f"built-in model {builtin}: outcomes.{name}: {one_line_error(exc, OutcomeSpec)}") from None
     out.update(spec.outcomes)
+    cohort = getattr(spec, "cohort", None)
+    if cohort is not None and FOLD_CHANGE not in out:
+        out[FOLD_CHANGE] = OutcomeSpec(fold_change=cohort.response.series, better="lower")
     return out
 
 
@@ -159,6 +165,8 @@ def _reduce(spec: OutcomeSpec, t: np.ndarray, x: np.ndarray) -> float:
     x0 = float(x[0])
     if kind == "nadir":
         return float(np.min(x)) / x0 if x0 != 0 else math.nan
+    if kind == "fold_change":
+        return float(x[-1]) / x0 if x0 != 0 else math.nan
     if kind == "regrowth":
         return regrowth_time(t, x)
     if kind == "time_below":

@@ -14,7 +14,8 @@ at each (x, y): replicates and other varied keys averaged), pareto.png (one poin
 finished member; the front: members no other member beats on both outcomes, each in
 its `better` direction), timeseries.png (the best member on the efficacy outcome, the
 base member and any chosen members, through solver.viz.compare_runs), summary.md (the
-table, with the front marked). Keys not given come from the study's `report:` section,
+table, with the front marked); with a cohort also cohort.md, cohort.csv (response rates
+and outcome quartiles per regimen) and cohort.png (each regimen's patients). Keys not given come from the study's `report:` section,
 else: the first two varied keys with more than one value; final_burden (efficacy) and
 lymphocyte_nadir (toxicity) when the study has them, else its first outcomes with a
 `better` direction.
@@ -93,8 +94,9 @@ def make_report(
     report.toxicity = _outcome(toxicity or spec.get("toxicity"), outcomes, better, _DEFAULT_TOXICITY, 1, "toxicity")
     design = done[done["index"] < meta.get("design_members", len(frame))]
     heat = spec.get("heatmap") or {}
+    regimen_columns = [c for c in meta["columns"] if c not in set(meta.get("cohort_columns") or []) | {"regimen"}]
     report.heatmap = _heatmap_keys(x or heat.get("x"), y or heat.get("y"), value or heat.get("value") or report.efficacy,
-                                   meta["columns"], outcomes, design)
+                                   regimen_columns, outcomes, design)
     if report.heatmap is not None:
         hx, hy, hv = report.heatmap
         fig = heatmap_figure(design, hx, hy, hv, outcomes.get(hv, {}).get("units", ""))
@@ -117,7 +119,20 @@ def make_report(
     table = markdown_table(frame, meta["columns"], list(outcomes), report, meta, better)
     (report.folder / "summary.md").write_text(table, encoding="utf-8")
     report.files.append(report.folder / "summary.md")
+    if meta.get("cohort"):
+        report.files += cohort_report(frame, meta, report.folder)
     return report
+
+
+def cohort_report(frame: Any, meta: dict[str, Any], folder: Path) -> list[Path]:
+    """cohort.md and cohort.csv (response rates and outcome quartiles per regimen) and
+    cohort.png (each regimen's patients) of a study with a cohort (solver/study/cohort.py)."""
+    from solver.study.cohort import cohort_figure, response_markdown, response_table
+
+    table = response_table(frame, meta)
+    (folder / "cohort.md").write_text(response_markdown(table, meta), encoding="utf-8")
+    table.to_csv(folder / "cohort.csv", index=False)
+    return [folder / "cohort.md", folder / "cohort.csv", _save(cohort_figure(frame, meta), folder / "cohort.png")]
 
 
 def _outcome(name: str | None, outcomes: dict[str, Any], better: dict[str, Any], default: str, rank: int,
@@ -174,7 +189,9 @@ def heatmap_figure(frame: Any, x: str, y: str, value: str, units: str = "") -> F
     ax.set_yticks(range(len(table.index)), [f"{r:g}" for r in table.index])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    per = int(counts.to_numpy().max()) if counts.size else 1
+    filled = counts.to_numpy(dtype=float)
+    filled = filled[np.isfinite(filled)]  # a zip or sampled design leaves cells of the grid empty
+    per = int(filled.max()) if filled.size else 1
     ax.set_title(f"{value}" + (f" (mean of {per} members per cell)" if per > 1 else ""))
     fig.colorbar(image, ax=ax, label=f"{value} [{units}]" if units else value)
     return fig

@@ -4,7 +4,10 @@ Public API:
     load_study(source, base_dir=None) -> Study    a study file (path) or an inline mapping
     Study                    the validated spec, the base config's mapping and where it came from
     StudySpec and its sections: VaryEntry, Distribution, Replicates, OutcomeSpec,
-        LocalClusterSpec, SlurmClusterSpec, ReportSpec
+        LocalClusterSpec, SlurmClusterSpec, ReportSpec, CohortSpec, ResponseSpec
+    read_spec(source, schema, base_dir=None) -> (spec, where, folder, text)
+                             a YAML file (or mapping) validated against a schema, one-line errors
+    load_base(base, folder, where) -> (mapping, folder, source)    the base config of a study
     OUTCOME_KINDS            the reductions an outcome may use (solver/study/outcomes.py)
     SAMPLING_DESIGNS         random, latin-hypercube, sobol
 
@@ -21,6 +24,7 @@ A study file (docs/studies.md documents every key):
     derive: {treatment[il2].start: "1.0 + offset"}       # whitelisted expressions
     combine: product                    # product | zip | random | latin-hypercube | sobol
     replicates: 1                       # or {count: 3, keys: [model.maps.w.vessels.seed]}
+    cohort: {size: 16, around: [patient9, patient10], parameters: [a, d]}   # virtual patients
     outcomes: {...}                     # added to the built-in model's defaults, by name
     cluster: {kind: local}              # or {kind: slurm, queue: ..., ...}
     report: {heatmap: {x: offset, y: dose, value: final_burden}}
@@ -58,7 +62,7 @@ from solver.text import first_line, shown
 from solver.yaml_loader import load_yaml
 
 OUTCOME_KINDS = ("final", "min", "max", "time_of_min", "time_of_max", "auc", "regrowth", "nadir",
-                 "time_below", "cure", "dose", "expression")
+                 "fold_change", "time_below", "cure", "dose", "expression")
 SAMPLING_DESIGNS = ("random", "latin-hypercube", "sobol")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -185,6 +189,7 @@ class OutcomeSpec(_Section):
     auc: str | None = None
     regrowth: str | None = None
     nadir: str | None = None
+    fold_change: str | None = None
     time_below: str | None = None
     cure: str | None = None
     dose: str | None = None
@@ -281,6 +286,55 @@ class ReportSpec(_Section):
     members: list[str] = Field(default_factory=list)  # member ids to overlay besides the best and the base
 
 
+class ResponseSpec(_Section):
+    """How a cohort's response is counted: a patient responds at reduction r when the final
+    value of `series` is at most (1 - r) of its day-0 value (the `fold_change` outcome);
+    cured by the outcome `cure` (1 = cured; default: `cured` when the study has it)."""
+
+    series: str = "tumour_burden"
+    reductions: list[Annotated[float, BeforeValidator(not_bool), Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.3, 0.5, 0.9])
+    cure: str | None = None
+
+
+class CohortSpec(_Section):
+    """Virtual patients: every regimen of the study runs once per patient.
+
+    Patient i takes the variant around[i % len(around)] (`base`: the base config's own
+    parameters) and, for each listed parameter p, the value median_p exp(sigma_p z) with
+    z standard normal from numpy's default_rng(seed): log-normal around the variant's value.
+    """
+
+    size: Count
+    seed: Seed = 0
+    around: str | list[str] = "base"
+    sigma: Annotated[float, BeforeValidator(not_bool), Field(gt=0, le=5)] = 0.25
+    parameters: list[str] | dict[str, Annotated[float, BeforeValidator(not_bool), Field(gt=0, le=5)]] = Field(min_length=1)
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+
+    @model_validator(mode="after")
+    def _names(self) -> CohortSpec:
+        around = self.variants
+        if not around or len(set(around)) != len(around):
+            raise ValueError(f"around: give `base`, a variant or a list of distinct variants, got {shown(self.around)}")
+        if "base" in around and len(around) > 1:
+            raise ValueError("around: `base` (the base config's own parameters) cannot be mixed with variants")
+        names = list(self.parameters)
+        if len(set(names)) != len(names):
+            raise ValueError(f"parameters: listed twice in {shown(names)}")
+        return self
+
+    @property
+    def variants(self) -> list[str]:
+        return [self.around] if isinstance(self.around, str) else list(self.around)
+
+    def sigmas(self) -> dict[str, float]:
+        """Parameter -> log-normal sigma, in the order listed."""
+        if isinstance(self.parameters, dict):
+            return dict(self.parameters)
+        return {name: self.sigma for name in self.parameters}
+
+
 class StudySpec(_Section):
     """A whole study file."""
 
@@ -295,6 +349,7 @@ class StudySpec(_Section):
     seed: Seed = 0
     replicates: Annotated[Replicates, BeforeValidator(lambda v: {"count": v} if isinstance(v, int) and not isinstance(v, bool) else v)] = Field(default_factory=Replicates)
     include_base: StrictBool = True
+    cohort: CohortSpec | None = None
     outcomes: dict[str, OutcomeSpec] = Field(default_factory=dict)
     default_outcomes: StrictBool = True
     cluster: ClusterSpec = Field(default_factory=LocalClusterSpec)
@@ -333,6 +388,13 @@ class StudySpec(_Section):
         for key in self.derive:
             if not is_config_key(key):
                 raise ValueError(f"derive.{key}: a derived value sets a config key (with '.' or '['), e.g. treatment[il2].start")
+        if self.cohort is not None:
+            varied = {self.vary[k].key or k for k in self.vary} | set(self.derive)
+            for name in self.cohort.parameters:
+                if f"model.parameters.{name}" in varied:
+                    raise ValueError(f"cohort.parameters: {name!r} is also varied; a cohort samples it per patient")
+            if "model.variant" in varied and self.cohort.variants != ["base"]:
+                raise ValueError("cohort.around gives the patients' variants; model.variant cannot be varied too")
         return self
 
 
@@ -371,38 +433,57 @@ def load_study(source: str | Path | dict[str, Any], base_dir: str | Path | None 
         ConfigError: unreadable file, YAML syntax, an invalid key or value, or a base
             config that cannot be read; one line naming what is wrong and what is allowed.
     """
+    spec, where, folder, text = read_spec(source, StudySpec, base_dir, "study")
+    return study_of(spec, where, folder, text)
+
+
+def study_of(spec: StudySpec, where: str, folder: Path, text: str | None = None) -> Study:
+    """The Study of a validated spec read from `where` (its base config read)."""
+    base, base_dir_out, base_source = load_base(spec.base, folder, where)
+    stem = Path(where).stem if where != "<study>" else "study"
+    name = spec.name or (stem if _NAME_RE.match(stem) else "study")
+    return Study(spec, name, base, base_dir_out, where, base_source, text)
+
+
+def read_spec(source: str | Path | dict[str, Any], schema: type[BaseModel], base_dir: str | Path | None = None,
+              what: str = "study") -> tuple[Any, str, Path, str | None]:
+    """A YAML file (or a mapping) validated against `schema`: (spec, where, folder, text).
+
+    `where` names it in messages ("<study>" for a mapping), `folder` is where its relative
+    paths resolve, `text` the file as written (None for a mapping).
+
+    Raises:
+        ConfigError: unreadable file, YAML syntax, an invalid key or value (one line).
+    """
     text = None
     if isinstance(source, dict):
         data, where, folder = source, "<study>", Path(base_dir or ".").resolve()
     else:
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"study file {str(path)!r} {'is a folder' if path.is_dir() else 'not found'}; expected a YAML file")
+            raise ConfigError(f"{what} file {str(path)!r} {'is a folder' if path.is_dir() else 'not found'}; expected a YAML file")
         try:
             text = path.read_text(encoding="utf-8")
             data = load_yaml(text)
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read study file {str(path)!r}: {first_line(str(exc))}") from None
+            raise ConfigError(f"cannot read {what} file {str(path)!r}: {first_line(str(exc))}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise ConfigError(f"{path}: YAML syntax error{at}: {first_line(getattr(exc, 'problem', None) or exc)}") from None
         where, folder = str(path), path.resolve().parent
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: a study must be a mapping of keys ({', '.join(StudySpec.model_fields)}), "
+        raise ConfigError(f"{where}: a {what} must be a mapping of keys ({', '.join(schema.model_fields)}), "
                           f"got {'an empty file' if data is None else shown(data)}")
     try:
-        spec = StudySpec.model_validate(data)
+        spec = schema.model_validate(data)
     except ValidationError as exc:
         # the checks across keys (model_validator) name their keys themselves
-        raise ConfigError(f"{where}: {one_line_error(exc, StudySpec).removeprefix('(top level): ')}") from None
-    base, base_dir_out, base_source = _base(spec.base, folder, where)
-    stem = Path(where).stem if where != "<study>" else "study"
-    name = spec.name or (stem if _NAME_RE.match(stem) else "study")
-    return Study(spec, name, base, base_dir_out, where, base_source, text)
+        raise ConfigError(f"{where}: {one_line_error(exc, schema).removeprefix('(top level): ')}") from None
+    return spec, where, folder, text
 
 
-def _base(base: str | dict[str, Any], folder: Path, where: str) -> tuple[dict[str, Any], Path, str]:
+def load_base(base: str | dict[str, Any], folder: Path, where: str) -> tuple[dict[str, Any], Path, str]:
     """The base config's mapping, the folder its paths resolve against, and its name."""
     if isinstance(base, dict):
         return base, folder, f"{where} (base)"
