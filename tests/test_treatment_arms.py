@@ -60,10 +60,11 @@ def test_the_arms_behave_as_stated() -> None:
     # The four shipped arms (same tissue, treatment only differs), day 21, on this 8^3
     # grid of the same domain (2-core CPU, float32), at rtol 0.05: the differences
     # between arms (1 % and more) are ten times the burden error it leaves (0.13 % against
-    # the reference at 10 days), at a quarter of the default's steps. Measured: ARMS8
+    # the reference at 10 days), at a quarter of the default's steps. Measured: untreated
+    # 4.15e7 -> 6.54e7; fractions of it: chemo 0.851, immuno 0.997, combination 0.844
+    # against Bliss 0.848, without the synergy term (icd 0) 0.908.
     burden = {arm: final_tumour_burden(arm, rtol=0.05) for arm in ARMS}
     burden["no synergy"] = final_tumour_burden("chemoimmuno", {"icd": 0.0}, rtol=0.05)
-    print({k: f"{v:.4g}" for k, v in burden.items()})
     survival = {arm: b / burden["untreated"] for arm, b in burden.items()}
     bliss = survival["chemo_only"] * survival["immuno_only"]
     assert burden["untreated"] > 1.3 * 4.1e7  # escapes
