@@ -239,7 +239,7 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
               "--out", str(tmp_path)]
     assert module.main(common) == 0
     (result,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()
-    assert result["implicit"] == ["N", "L", "K", "M", "I", "A"] and result["order"] == 2 and result["rtol"] == 0.01
+    assert result["implicit"] == ["N", "L", "K", "M", "I", "A"] and result["order"] == 2 and result["rtol"] == 0.05
     assert result["steps"] > 0 and result["explicit_steps"] > 10 * result["steps"]
     assert module.main([*common, "--reference"]) == 0
     (checked,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()

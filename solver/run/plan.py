@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # time.rtol: auto with order 2 (docs/numerics.md, "Error control", says how it was chosen),
 # and the default atol of a species: rtol * ATOL_FRACTION * its scale (error_scales)
-DEFAULT_RTOL = 0.01
+DEFAULT_RTOL = 0.05
 ATOL_FRACTION = 1e-3
 
 
