@@ -34,17 +34,24 @@ def fractions(n: int, **time) -> tuple[dict[str, float], Simulation]:
 
 
 # measured (hypoxic, necrotic) on the 2-core CI CPU, float32:
-#   16^3 explicit 0.2965 0.2262, imex1 0.2903 0.2242, imex2 0.2955 0.2252
-#   24^3 explicit 0.2893 0.2192, imex1 0.2839 0.2198, imex2 0.2883 0.2180
-#   32^3 explicit 0.2824 0.2114, imex1 0.2762 0.2112, imex2 0.2817 0.2107
+#   16^3 explicit 0.1612 0.1033, imex1 0.1612 0.1043, imex2 0.1612 0.1043
+#   24^3 explicit 0.1614 0.1036, imex1 0.1599 0.1036, imex2 0.1599 0.1033
+#   32^3 explicit 0.1554 0.1031, imex1 0.1541 0.1037, imex2 0.1541 0.1036
+# The largest difference, 0.0015, is a few cells of the tumour (about 480 cells at 16^3);
+# 0.005 leaves room for a couple more and still fails a scheme with a dt-dependent state
+# (the split scheme was off by 0.05 to 0.1 in necrotic fraction).
 @pytest.mark.parametrize("n", [16, 24, 32])
 def test_every_integrator_gives_the_explicit_fractions(n: int) -> None:
-    reference, _ = fractions(n, integrator="explicit")
-    assert 0.2 < reference["hypoxic_fraction"] < 0.4 and 0.15 < reference["necrotic_fraction"] < 0.3
+    reference, explicit = fractions(n, integrator="explicit")
+    # forward Euler is bound by the oxygen sink at anoxia, q_O T/K_O = 1.2e6/day, not by
+    # its value at blood oxygen (about 120/day): otherwise it oscillates below zero
+    assert "reaction of O" in explicit.plan.integrator.bound.limited_by
+    assert explicit.plan.dt * 1.5e-5 * 8.0e8 / 0.01 <= 1.0
+    assert 0.12 < reference["hypoxic_fraction"] < 0.2 and 0.08 < reference["necrotic_fraction"] < 0.13
     for order in (1, 2):
         result, sim = fractions(n, integrator="imex", order=order)
         assert [sim.model.names[i] for i in sim.plan.integrator.implicit_diffusion] == ["O"]
         # at the imex step the sink is stiff: dt q_O T / K_O of the config's tumour well above 1
         assert sim.plan.dt * 1.5e-5 * 8.0e8 / 0.01 > 10
         for name in reference:
-            assert result[name] == pytest.approx(reference[name], abs=0.01), (order, name, result, reference)
+            assert result[name] == pytest.approx(reference[name], abs=0.005), (order, name, result, reference)

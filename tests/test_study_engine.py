@@ -102,7 +102,7 @@ def test_outcomes_say_what_the_regimen_did(study_dir) -> None:
     _, frame = study_dir
     done = frame[frame["status"] == "done"]
     assert (done["chemo_dose"] == done["treatment[chemo].dose_rate"]).all()  # one day of infusion
-    assert (done["il2_dose"] == 1.0e7).all()
+    assert (done["il2_dose"] == 4.2e7).all()  # one bolus of the quickstart's 4.2e7 IU
     assert ((done["lymphocyte_nadir"] > 0) & (done["lymphocyte_nadir"] < 1)).all()  # chemo kills lymphocytes
     low, high = done[done["treatment[chemo].dose_rate"] == 1.0], done[done["treatment[chemo].dose_rate"] == 2.0]
     assert (high["lymphocyte_nadir"].to_numpy() < low["lymphocyte_nadir"].to_numpy()).all()  # more drug, more toxic

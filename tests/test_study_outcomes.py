@@ -76,9 +76,10 @@ def test_total_doses_follow_the_schedule_and_stop_at_the_end() -> None:
     config = load_config(QUICKSTART, ["treatment[chemo].dose_rate=1.5", "treatment[chemo].duration=2.0",
                                       "time.end=7.0"])
     doses = total_doses(config)
-    assert doses == {"chemo": pytest.approx(3.0), "il2": pytest.approx(5 * 1.0e7)}
-    cut = load_config(QUICKSTART, ["treatment[chemo].start=6.0", "treatment[chemo].duration=2.0"])
-    assert total_doses(cut)["chemo"] == pytest.approx(2.0 * 1.0)  # rate 2 for the day up to time.end = 7
+    # the quickstart's IL-2: 9 boluses of 4.2e7 IU every 8 h from day 1, all before day 7
+    assert doses == {"chemo": pytest.approx(3.0), "il2": pytest.approx(9 * 4.2e7)}
+    late = load_config(QUICKSTART, ["treatment[chemo].start=6.0", "treatment[chemo].duration=2.0"])
+    assert total_doses(late)["chemo"] == pytest.approx(36.0 * 1.0)  # the rate for the day up to time.end = 7
 
 
 def test_the_built_in_defaults_validate_and_name_series_the_model_records() -> None:

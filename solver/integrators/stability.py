@@ -18,7 +18,9 @@ non-negativity) for the linear part of each species' operator:
 
 evaluated on the initial fields (chemotaxis gradients and the reaction Jacobian
 are the values at t = 0; the blow-up guard every `check_every` steps catches a
-run that outgrows them).
+run that outgrows them). With explicit sinks the reaction part is at least the loss
+rate lambda_i of the species used up (u_i = 0): a Michaelis-Menten sink is stiffest
+there, and a tumour consumes its oxygen in a fraction of the run.
 The maps and the initial fields are handed in (solver/fields/static.py builds them
 once per run); nothing here evaluates a static source.
 """
@@ -61,8 +63,15 @@ def species_rates(
     inv_h2 = [1.0 / h**2 for h in grid.spacing]
     out = []
     jacobians = model.reaction_jacobian_diagonal()
+    losses = [_without_distributions(r) for r in model.loss_rates()]
     if implicit_sinks:  # the linear losses are implicit: only the rest of dR/du bounds dt
-        jacobians = [j + _without_distributions(r) for j, r in zip(jacobians, model.loss_rates())]
+        jacobians = [j + r for j, r in zip(jacobians, losses)]
+        depleted = [sp.Integer(0)] * len(losses)
+    else:
+        # A saturating sink (q T u/(K + u)) is at its stiffest when u is used up: its loss
+        # rate at u = 0, q T/K, bounds forward Euler as the species falls, however large
+        # u is at t = 0 (the oxygen sink: 120/day at blood oxygen, 1.2e6/day near anoxia).
+        depleted = [r.subs(s.symbol, 0) for s, r in zip(model.species, losses)]
     for i, (s, jac) in enumerate(zip(model.species, jacobians)):
         diffusion = 0.0
         for a in range(3):
@@ -84,6 +93,8 @@ def species_rates(
                     step = grid_values.max_step(s.chemotaxis.signal, a)
                     chemo += 2.0 * abs(s.chemotaxis.sensitivity) * step * inv_h2[a]
         reaction = grid_values.max_abs(jac) if jac != 0 else 0.0
+        if depleted[i] != 0:
+            reaction = max(reaction, grid_values.max_abs(depleted[i]))
         parts = {
             f"diffusion of {s.name} (D={s.diffusion:g}, h={_fmt_h(grid)})": diffusion,
             f"chemotaxis of {s.name} up {model.species[s.chemotaxis.signal].name}" if s.chemotaxis else "": chemo,
