@@ -69,8 +69,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def longer_quickstart(end: float = 7.0) -> dict[str, Any]:
-    """The quickstart model on 16^3 cells for `end` days (about 0.4 s a day here: long
-    enough to overlap with other commands)."""
+    """The quickstart model on 16^3 cells for `end` days (seconds a day on the 2-core CI
+    machine: long enough to overlap with other commands)."""
     data = small_quickstart()
     data["grid"].update(shape=[16, 16, 16], spacing=150.0)
     data["time"]["end"] = end
@@ -83,7 +83,7 @@ def longer_quickstart(end: float = 7.0) -> dict[str, Any]:
 
 
 def test_a_second_run_into_a_running_folder_is_refused_and_the_first_finishes_intact(tmp_path: Path) -> None:
-    config = write(tmp_path / "c.yaml", longer_quickstart(35.0))
+    config = write(tmp_path / "c.yaml", longer_quickstart(12.0))
     first = tumorsim("run", "c.yaml", "--out", "out", "--progress-every", "0.5", cwd=tmp_path)
     wait_until_stepping(first)
     for extra, refusal in ((["--overwrite"], f"run in progress (pid {first.pid}, host "),
@@ -99,7 +99,7 @@ def test_a_second_run_into_a_running_folder_is_refused_and_the_first_finishes_in
     assert status == 0, err
     assert not (tmp_path / "out" / LOCK_FILE).exists()
     alone = tmp_path / "alone"
-    Simulation(parse_config(longer_quickstart(35.0)), out_dir=alone).run()
+    Simulation(parse_config(longer_quickstart(12.0)), out_dir=alone).run()
     assert_same_run(tmp_path / "out", alone)
     assert config.exists()
 
@@ -316,7 +316,7 @@ def test_bit_flips_in_run_h5_are_refused_or_change_nothing(tmp_path: Path, refer
 def test_records_are_read_while_the_run_writes_them(tmp_path: Path) -> None:
     from solver.viz import load_run
 
-    write(tmp_path / "c.yaml", longer_quickstart(14.0))
+    write(tmp_path / "c.yaml", longer_quickstart(7.0))
     run = tumorsim("run", "c.yaml", "--out", "out", "--progress-every", "1", cwd=tmp_path)
     wait_until_stepping(run)
     follow = tumorsim("plot", "out", "--follow", "--every", "0.3", "-o", "live.png", cwd=tmp_path)
@@ -335,14 +335,14 @@ def test_records_are_read_while_the_run_writes_them(tmp_path: Path) -> None:
         time.sleep(0.2)
     status, _, err = finish(run)
     assert status == 0, err
-    assert len(seen) >= 3 and seen[0][0] < seen[-2][0] < 281, seen  # several views of a run in progress
+    assert len(seen) >= 3 and seen[0][0] < seen[-2][0] < 141, seen  # several views of a run in progress
     status, out, err = finish(follow)
     assert status == 0, err
     lines = out.splitlines()
-    assert len(lines) >= 2 and lines[-1].startswith("plot: live.png (281 records, t = 14)"), out
+    assert len(lines) >= 2 and lines[-1].startswith("plot: live.png (141 records, t = 7)"), out
     assert any(line.endswith(", running)") for line in lines), out
     final = load_run(tmp_path / "out")
-    assert final.series_time.size == 281 and final.n_snapshots == 15
+    assert final.series_time.size == 141 and final.n_snapshots == 8
 
 
 # ----------------------------------------------------------------------- 9: batch systems
