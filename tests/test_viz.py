@@ -369,16 +369,14 @@ def test_plot_draws_one_line_per_series_asked_for(run_path: Path, tmp_path: Path
     run = load_run(run_path)
     fig = timeseries_figure([run], ["tumour_burden", "plasma_chemo"])
     assert _series_lines(fig) == {"tumour_burden": ["demo"], "plasma_chemo": ["demo"]}
-    assert len(fig.axes) == 2
-    top = fig.axes[0]
+    assert len(fig.axes) == 3  # two series and the doses under them
+    top, doses = fig.axes[0], fig.axes[-1]
     np.testing.assert_array_equal(top.get_lines()[0].get_ydata(), run.series["tumour_burden"])
-    doses = sorted(
-        line.get_xdata()[0] for line in top.get_lines() if line.get_gid() == "dose:chemo"
-    )
-    assert doses == [0.0, 21.0]
-    assert [line.get_gid() for line in top.get_lines()].count("dose:il2") == 1
-    assert top.get_legend() is not None
-    assert fig.axes[-1].get_xlabel() == "time [day]"
+    marks = {line.get_gid(): list(line.get_xdata()) for line in doses.get_lines()}
+    assert marks == {"dose:chemo:demo": [0.0, 21.0], "dose:il2:demo": [8.0]}
+    assert [t.get_text() for t in doses.get_yticklabels()] == ["chemo", "il2"]
+    assert doses.get_xlabel() == "time [day]"
+    assert top.get_ylabel() == "tumour burden"  # the fixture records no unit for it
 
     out = plot_timeseries(run_path, tmp_path / "series.png", series=["tumour_burden"])
     with Image.open(out) as img:
@@ -396,7 +394,7 @@ def test_plot_default_series_and_svg_ids(run_path: Path, tmp_path: Path) -> None
     for name in names:
         assert svg.count(f'id="series:{name}:demo"') == 1
     assert 'id="series:total_T' not in svg
-    assert 'id="dose:chemo"' in svg
+    assert 'id="dose:chemo:demo"' in svg
 
 
 def test_plot_unknown_series_lists_the_series_present(run_path: Path, tmp_path: Path) -> None:

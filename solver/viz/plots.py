@@ -110,7 +110,7 @@ def timeseries_figure(
         _set_yscale(ax, [run.series[name] for run in runs if name in run.series], True if name in log_named else logy)
         ax.grid(True, alpha=0.3)
     if rows:
-        _mark_doses(every[-1], rows, colours if len(runs) > 1 else None)
+        _mark_doses(every[-1], rows, run_labels, colours if len(runs) > 1 else None)
 
     every[-1].set_xlabel(_time_label(runs))
     _add_legends(axes, runs)
@@ -264,7 +264,8 @@ def _set_yscale(ax: object, values: list[np.ndarray], logy: bool | None) -> None
 
 
 def _dose_rows(runs: Sequence[RunData], labels: Sequence[str]) -> list[tuple[str, int, str, list[float]]]:
-    """(row label, run number, agent, dose times) per agent of each run, in the plotted range."""
+    """(row label, run number, agent, dose times) per agent of each run, in the plotted range;
+    a row is labelled by its agent, and its run when comparing."""
     t_min = min(float(run.series_time.min()) for run in runs if run.series_time.size)
     t_max = max(float(run.series_time.max()) for run in runs if run.series_time.size)
     rows = []
@@ -276,7 +277,9 @@ def _dose_rows(runs: Sequence[RunData], labels: Sequence[str]) -> list[tuple[str
     return rows
 
 
-def _mark_doses(ax: object, rows: list[tuple[str, int, str, list[float]]], run_colours: list[str] | None) -> None:
+def _mark_doses(
+    ax: object, rows: list[tuple[str, int, str, list[float]]], labels: Sequence[str], run_colours: list[str] | None
+) -> None:
     """One row of markers per agent (per run and agent when comparing): doses at the same
     time in different rows never cover each other. Colour: each run's own when comparing,
     else one per agent."""
@@ -285,7 +288,7 @@ def _mark_doses(ax: object, rows: list[tuple[str, int, str, list[float]]], run_c
         colour = run_colours[k] if run_colours else f"C{(7 + agents.index(agent)) % 10}"
         ax.plot(  # type: ignore[attr-defined]
             times, [y] * len(times), ls="none", marker="v", ms=7, color=colour,
-            gid=f"dose:{agent}:{label}", label=label,
+            gid=f"dose:{agent}:{labels[k]}", label=label,
         )
     ax.set_yticks(range(len(rows)), [label for label, *_ in rows], fontsize="small")  # type: ignore[attr-defined]
     ax.set_ylim(-0.6, len(rows) - 0.4)  # type: ignore[attr-defined]
