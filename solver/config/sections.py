@@ -280,7 +280,7 @@ class PicturesConfig(_Section):
 
 
 def _pictures_kind(value: Any) -> str:
-    return "<mapping>" if isinstance(value, dict) else "<bool>"
+    return "<mapping>" if isinstance(value, (dict, PicturesConfig)) else "<bool>"  # a section when serialised
 
 
 def _pictures_flag(value: Any) -> bool:
