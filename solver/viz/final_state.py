@@ -106,9 +106,9 @@ def final_state_figure(
 
 def _plane(run: RunData, plan: PicturePlan, index: int) -> tuple[int, int]:
     """The axis normal to the heat maps and the cell index where they cut it: a 2-D grid's
-    thin axis at its middle; on a 3-D grid z at the tumour's centre."""
+    thin axis at its middle; otherwise z at the tumour's centre."""
     shape = run.grid_shape
-    if plan.layout == "map":
+    if plan.layout == "map" and min(shape) == 1:
         axis = int(np.argmin(shape))
         return axis, shape[axis] // 2
     tumour = run.field(plan.tumour_field, index)
@@ -326,11 +326,8 @@ def _write_png(
 def _scene_image(run: RunData, index: int, plan: PicturePlan, options: dict[str, Any]) -> np.ndarray | None:
     """The 3D scene of the tumour field as an RGB array; None without PyVista (a note)."""
     from solver.errors import MissingDependencyError
+    from solver.viz import scene
 
-    try:
-        from solver.viz import scene
-    except MissingDependencyError:  # pragma: no cover - scene imports PyVista lazily
-        return None
     target = plan.tumour_field
     opts = scene.SceneOptions(window_size=(900, 720), log_scale=target in plan.log, clim=plan.clim.get(target),
                               **options)
@@ -369,9 +366,9 @@ def view(
     if mode == "display" and plan.layout == "orthogonal":
         return scene.view(data, field=field, time=float(data.times[index]), window_size=window_size or scene.DEFAULT_WINDOW_SIZE,
                           log_scale=log_scale, clim=clim, off_screen=False, **scene_options)
-    if screenshot is None:
+    if screenshot is None:  # headless, or a picture a 3D window cannot show (profiles, heat maps)
         out = data.path.with_name(f"{data.path.stem}_{field or data.tumour_field}_{index:04d}.png")
-        log.warning("no display: writing the picture to %s instead of a window", out)
+        log.warning("writing the picture to %s instead of a window", out)
     else:
         out = Path(screenshot)
     return _write_png(data, out, field, index, plan, window_size, scene_options)

@@ -200,12 +200,6 @@ def default_series(run: RunData) -> list[str]:
     return chosen or list(run.series)
 
 
-def never_given(run: RunData) -> list[str]:
-    """Agents with a plasma level or infusion rate in the run's series but no dose."""
-    agents = [n.split("_", 1)[1] for n in run.series if n.startswith(("plasma_", "rate_"))]
-    return [a for a in agents if a not in run.dose_times]
-
-
 def _zero_throughout(run: RunData, series: str) -> bool:
     values = run.series.get(series)
     if values is None or np.asarray(values).size == 0:
