@@ -259,8 +259,13 @@ def _final_pictures(run_file) -> list:
 def cmd_view(args: argparse.Namespace) -> int:
     from solver.viz import view
 
+    if args.clim is not None and not args.clim[0] < args.clim[1]:
+        raise ConfigError(f"--clim must be LO HI with LO < HI, got {args.clim[0]:g} {args.clim[1]:g}")
+    if args.clim is not None and args.log and args.clim[0] <= 0:
+        raise ConfigError(f"--clim LO must be > 0 with --log, got {args.clim[0]:g}")
     out = view(args.run, field=args.field, time=_time_arg(args.time), screenshot=args.screenshot,
-               window_size=tuple(args.size))
+               window_size=tuple(args.size) if args.size else None, log_scale=args.log,
+               clim=tuple(args.clim) if args.clim else None)
     if out is not None:
         print(f"picture: {out}")
     return 0
@@ -403,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--field", help="field on the slices and the tumour surface (default: the tumour field)")
     view.add_argument("--time", default="last", help="snapshot: last, first or a simulated time")
     view.add_argument("--screenshot", help="write this PNG instead of opening a window")
-    view.add_argument("--size", **size)
+    view.add_argument("--size", **{**size, "default": None, "help": "picture size in pixels (default: by its panels)"})
+    view.add_argument("--log", action="store_true", help="logarithmic colour scale of --field (default: the tumour field)")
+    view.add_argument("--clim", nargs=2, type=float, metavar=("LO", "HI"), help="colour limits of --field, in its units")
     view.set_defaults(func=cmd_view)
 
     anim = sub.add_parser("animate", help="the 3D scene over all snapshots, as .mp4 or .gif")

@@ -369,16 +369,14 @@ def test_plot_draws_one_line_per_series_asked_for(run_path: Path, tmp_path: Path
     run = load_run(run_path)
     fig = timeseries_figure([run], ["tumour_burden", "plasma_chemo"])
     assert _series_lines(fig) == {"tumour_burden": ["demo"], "plasma_chemo": ["demo"]}
-    assert len(fig.axes) == 2
-    top = fig.axes[0]
+    assert len(fig.axes) == 3  # two series and the doses under them
+    top, doses = fig.axes[0], fig.axes[-1]
     np.testing.assert_array_equal(top.get_lines()[0].get_ydata(), run.series["tumour_burden"])
-    doses = sorted(
-        line.get_xdata()[0] for line in top.get_lines() if line.get_gid() == "dose:chemo"
-    )
-    assert doses == [0.0, 21.0]
-    assert [line.get_gid() for line in top.get_lines()].count("dose:il2") == 1
-    assert top.get_legend() is not None
-    assert fig.axes[-1].get_xlabel() == "time [day]"
+    marks = {line.get_gid(): list(line.get_xdata()) for line in doses.get_lines()}
+    assert marks == {"dose:chemo:demo": [0.0, 21.0], "dose:il2:demo": [8.0]}
+    assert [t.get_text() for t in doses.get_yticklabels()] == ["chemo", "il2"]
+    assert doses.get_xlabel() == "time [day]"
+    assert top.get_ylabel() == "tumour burden"  # the fixture records no unit for it
 
     out = plot_timeseries(run_path, tmp_path / "series.png", series=["tumour_burden"])
     with Image.open(out) as img:
@@ -396,7 +394,7 @@ def test_plot_default_series_and_svg_ids(run_path: Path, tmp_path: Path) -> None
     for name in names:
         assert svg.count(f'id="series:{name}:demo"') == 1
     assert 'id="series:total_T' not in svg
-    assert 'id="dose:chemo"' in svg
+    assert 'id="dose:chemo:demo"' in svg
 
 
 def test_plot_unknown_series_lists_the_series_present(run_path: Path, tmp_path: Path) -> None:
@@ -442,3 +440,274 @@ def test_compare_makes_clashing_names_unique(tmp_path: Path) -> None:
     assert _series_lines(fig) == {"tumour_burden": ["same (a)", "same (b)"]}
     with pytest.raises(VizError, match="1 labels for 2 runs"):
         timeseries_figure(runs, ["tumour_burden"], labels=["x"])
+
+
+# ----------------------------------------------------------------------------- what the pictures show
+# Tiny real runs through the command line (seconds each): a 1-D front, a 2-D model whose
+# tumour field never falls to 0, and the quickstart on 8^3 cells.
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAT_MODEL = """\
+name: flat
+grid: {shape: [8, 8, 1], spacing: 100.0, length_unit: um}
+time: {end: 0.2, unit: day}
+output: {snapshot_every: 0.1, series_every: 0.05, pictures: false, checkpoint: null}
+model:
+  parameters: {D: 1000.0, P: 5.0}
+  maps: {w: "1.0 if x < 200 else 0.0"}
+  species:
+    T: {diffusion: D, reaction: "T*(1 - T)", units: cells/mL,
+        initial: "0.5 + 0.4*exp(-((x - 400)**2 + (y - 400)**2)/40000)"}
+    M: {diffusion: D, reaction: "P*w*(1 - M) - M", initial: 0.0, units: mg/L}
+"""
+TINY_SETS = {
+    "1d": ["grid.shape=[16,2,2]", "time.end=2.0", "output.snapshot_every=0.5"],
+    "3d": ["grid.shape=[8,8,8]", "grid.spacing=300", "time.end=1.5", "treatment[il2].count=2",
+           "output.snapshot_every=0.5", "output.series_every=0.05"],
+}
+
+
+def _tiny_run(folder: Path, config: str, sets: list[str]) -> Path:
+    from solver.cli import main
+
+    args = ["run", config, "--out", str(folder), "--progress-every", "0",
+            "--set", "output.pictures=false", "--set", "output.checkpoint=null"]
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) == 0
+    return folder / "run.h5"
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("tiny")
+    (base / "flat.yaml").write_text(FLAT_MODEL)
+    return {
+        "1d": _tiny_run(base / "1d", str(ROOT / "configs" / "fisher_front.yaml"), TINY_SETS["1d"]),
+        "2d": _tiny_run(base / "2d", str(base / "flat.yaml"), []),
+        "3d": _tiny_run(base / "3d", str(ROOT / "configs" / "quickstart.yaml"), TINY_SETS["3d"]),
+    }
+
+
+def _titles(fig: object) -> list[str]:
+    return [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]  # type: ignore[attr-defined]
+
+
+def _with_gid(ax: object, gid: str) -> list[object]:
+    return [a for a in ax.get_children() if a.get_gid() == gid]  # type: ignore[attr-defined]
+
+
+def test_plan_follows_the_grid_and_the_model(tiny_runs: dict[str, Path]) -> None:
+    from solver.viz.pictures import picture_plan
+
+    one, two, three = (picture_plan(load_run(tiny_runs[k])) for k in ("1d", "2d", "3d"))
+    assert (one.layout, one.fields) == ("profile", ("u",))
+    assert (two.layout, two.fields, two.vessel_map) == ("map", ("T", "M"), "w")
+    # quickstart: tumour, immune cells, doxorubicin and IL-2 from the vessels; no
+    # pembrolizumab (A) and no chemokine (K, not supplied from the vessels)
+    assert (three.layout, three.fields) == ("orthogonal", ("T", "N", "L", "M", "I"))
+    run = load_run(tiny_runs["3d"])
+    assert set(run.dose_times) == {"chemo", "il2"}
+    assert "plasma_pd1" in run.series and "rate_til" in run.series
+    assert "plasma_pd1" not in three.series and "rate_til" not in three.series
+    assert {"tumour_burden", "plasma_chemo", "plasma_il2", "chemo_tumour_mean"} <= set(three.series)
+
+
+def test_1d_run_gets_a_profile_over_time(tiny_runs: dict[str, Path]) -> None:
+    pytest.importorskip("matplotlib")
+    from solver.viz import final_state_figure, picture_plan
+
+    run = load_run(tiny_runs["1d"])
+    fig = final_state_figure(run, run.n_snapshots - 1, picture_plan(run))
+    profile = next(ax for ax in fig.axes if ax.get_title() == "u along x")
+    lines = [ln for ln in profile.get_lines() if str(ln.get_gid()).startswith("profile:u:")]
+    assert len(lines) == run.n_snapshots == 5
+    assert len(lines[0].get_xdata()) == 16
+    front = [np.argmin(np.abs(ln.get_ydata() - 0.5)) for ln in lines]
+    assert front == sorted(front) and front[-1] > front[0]  # the front moves along x
+    assert profile.get_xlabel() == "x"  # fisher_front gives no length unit
+    assert any(ax.get_ylabel() == "time [day]" or ax.get_ylabel() == "time" for ax in fig.axes)
+    assert not [t for t in _titles(fig) if t.startswith("3D")]
+
+
+def test_2d_run_gets_heat_maps_and_a_boundary_inside_the_range(tiny_runs: dict[str, Path]) -> None:
+    pytest.importorskip("matplotlib")
+    from solver.viz import final_state_figure, picture_plan
+
+    run = load_run(tiny_runs["2d"])
+    fig = final_state_figure(run, 1, picture_plan(run))
+    assert _titles(fig)[:2] == ["T at z = 50 µm", "M at z = 50 µm"]
+    assert "radial profiles (vessels dashed)" in _titles(fig)
+    t_axes = fig.axes[0]
+    (image,) = _with_gid(t_axes, "map:T")
+    np.testing.assert_allclose(image.get_array(), run.field("T", 1)[:, :, 0].T, rtol=1e-6)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "T [cells/mL]" in labels and "M [mg/L]" in labels  # colour bars in the model's units
+    assert t_axes.get_xlabel() == "x [µm]" and t_axes.get_ylabel() == "y [µm]"
+    (boundary,) = _with_gid(t_axes, "boundary")
+    level = boundary.levels[0]
+    values = run.field("T", 1)
+    assert values.min() > 0.45  # half the maximum lies below the field: the old empty picture
+    assert values.min() < level < values.max()
+    legend = [t.get_text() for t in t_axes.get_legend().get_texts()]
+    assert legend[0].startswith("vessels (w") and legend[1].startswith("tumour boundary (T = ")
+    assert _with_gid(fig.axes[1], "vessels")  # the vessel contour on the drug's map too
+
+
+def test_2d_scene_isosurface_lies_inside_the_range(tiny_runs: dict[str, Path], headless: object) -> None:
+    from solver.viz.scene import SceneOptions, build_scene, default_iso_value
+
+    run = load_run(tiny_runs["2d"])
+    low, high = float(run.field("T", 1).min()), float(run.field("T", 1).max())
+    assert low < default_iso_value(run, "T", 1, 0.5) < high
+    plotter = build_scene(run, 1, SceneOptions(window_size=(160, 120)))
+    try:
+        assert plotter.actors["boundary"].mapper.dataset.n_points > 0
+    finally:
+        plotter.close()
+
+
+def test_3d_run_shows_scene_slices_drug_and_vessel_legend(
+    tiny_runs: dict[str, Path], tmp_path: Path, headless: object
+) -> None:
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from solver.viz import final_state_figure, picture_plan, screenshot
+    from solver.viz.scene import SceneOptions, build_scene
+
+    run = load_run(tiny_runs["3d"])
+    plan = picture_plan(run)
+    fig = final_state_figure(run, 3, plan, scene_image=np.zeros((10, 10, 3), np.uint8))
+    titles = _titles(fig)
+    assert titles[0].startswith("3D: T isosurface")
+    assert [t.split(" at ")[0] for t in titles[1:6]] == ["T", "N", "L", "M", "I"]
+    radial = next(ax for ax in fig.axes if ax.get_title().startswith("radial"))
+    gids = {ln.get_gid() for ln in radial.get_lines()}
+    assert {"radial:M", "radial:w"} <= gids and "radial:A" not in gids
+    assert radial.get_xlabel() == "distance from the tumour centre [µm]"
+    # the drug falls off from the vessels into the avascular core
+    m = next(ln for ln in radial.get_lines() if ln.get_gid() == "radial:M").get_ydata()
+    assert m[0] < 0.9 * m.max()
+    plotter = build_scene(run, 3, SceneOptions(window_size=(200, 160)))
+    try:
+        legend = plotter.actors["legend"]
+        entries = [legend.GetEntryString(i) for i in range(legend.GetNumberOfEntries())]
+        assert entries[0].startswith("tumour boundary: T = ") and entries[1].startswith("vessels: w")
+    finally:
+        plotter.close()
+    out = screenshot(run, tmp_path / "final_state.png")
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("RGB"))
+    assert pixels.shape[1] > 1000 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500
+
+
+def test_time_series_leave_out_agents_never_given(tiny_runs: dict[str, Path]) -> None:
+    pytest.importorskip("matplotlib")
+    from solver.viz import timeseries_figure
+
+    fig = timeseries_figure([load_run(tiny_runs["3d"])])
+    panels = _series_lines(fig)
+    assert "plasma_pd1" not in panels and "rate_til" not in panels and "pd1_occupancy" not in panels
+    assert "plasma_chemo" in panels
+    doses = fig.axes[-1]
+    assert [t.get_text() for t in doses.get_yticklabels()] == ["chemo", "il2"]
+    for ax in fig.axes[:-1]:  # every series panel names its unit
+        assert ax.get_ylabel().endswith("]"), ax.get_ylabel()
+
+
+def test_doses_at_the_same_time_stay_visible_and_compare_colours_each_arm(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from solver.viz import timeseries_figure
+
+    paths = [write_run(tmp_path / n / "run.h5", n) for n in ("control", "chemo")]
+    with h5py.File(paths[1], "a") as fh:  # the second arm: both agents on day 0
+        fh.attrs["dose_times_json"] = json.dumps({"chemo": [0.0], "il2": [0.0]})
+    runs = [load_run(p) for p in paths]
+    fig = timeseries_figure(runs, ["tumour_burden"])
+    doses = fig.axes[-1]
+    marks = {ln.get_gid(): ln for ln in doses.get_lines()}
+    assert set(marks) == {"dose:chemo:control", "dose:il2:control", "dose:chemo:chemo", "dose:il2:chemo"}
+    # same time, different rows: neither hides the other
+    assert marks["dose:chemo:chemo"].get_ydata()[0] != marks["dose:il2:chemo"].get_ydata()[0]
+    series_colour = {ln.get_gid(): ln.get_color() for ln in fig.axes[0].get_lines()}
+    for arm in ("control", "chemo"):
+        assert marks[f"dose:chemo:{arm}"].get_color() == series_colour[f"series:tumour_burden:{arm}"]
+    assert marks["dose:chemo:control"].get_color() != marks["dose:chemo:chemo"].get_color()
+    assert [t.get_text() for t in doses.get_yticklabels()] == [
+        "chemo (control)", "il2 (control)", "chemo (chemo)", "il2 (chemo)"]
+
+
+def test_config_mapping_chooses_fields_series_and_log(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from solver.viz import final_state_figure, picture_plan, timeseries_figure
+
+    path = _tiny_run(tmp_path / "chosen", str(ROOT / "configs" / "quickstart.yaml"), [
+        *TINY_SETS["3d"], "time.end=1.1", "treatment[il2].count=1", "output.snapshot_every=1.1",
+        "output.pictures={fields: [T, M], series: [tumour_burden, plasma_chemo], slices: map, log: [M, plasma_chemo]}",
+    ])
+    run = load_run(path)
+    plan = picture_plan(run)
+    assert (plan.fields, plan.series, plan.layout) == (("T", "M"), ("tumour_burden", "plasma_chemo"), "map")
+    fig = final_state_figure(run, 1, plan)
+    (image,) = _with_gid(fig.axes[1], "map:M")
+    assert type(image.norm).__name__ == "LogNorm"
+    series = timeseries_figure([run])
+    assert _series_lines(series) == {"tumour_burden": ["quickstart"], "plasma_chemo": ["quickstart"]}
+    assert series.axes[1].get_yscale() == "log" and series.axes[0].get_yscale() == "linear"
+
+
+@pytest.mark.parametrize(
+    ("pictures", "message"),
+    [
+        ("{fields: [T, Q]}", "output.pictures.fields: unknown field 'Q'; allowed: T, N, L, K, M, I, A, w"),
+        ("{series: [volume]}", "output.pictures.series: unknown time series 'volume'; allowed: total_T, "),
+        ("{log: [nope]}", "output.pictures.log: unknown field or time series 'nope'; allowed: T, "),
+        ("{slices: cube}", "output.pictures.slices: input should be 'auto', 'profile', 'map' or 'orthogonal'"),
+        ("{colour: red}", "unknown key 'output.pictures.colour'; valid keys: fields, series, slices, log"),
+        ("maybe", "output.pictures: expected true, false or a mapping with keys fields, series, slices, log"),
+    ],
+)
+def test_pictures_mapping_errors_are_one_line(
+    pictures: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from solver.cli import main
+
+    config = str(ROOT / "configs" / "quickstart.yaml")
+    assert main(["validate", config, "--set", f"output.pictures={pictures}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_view_log_and_clim(tiny_runs: dict[str, Path], tmp_path: Path, headless: object,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from solver.cli import main
+    from solver.viz.scene import SceneOptions, build_scene
+
+    run3 = tiny_runs["3d"]
+    assert main(["view", str(run3), "--field", "M", "--clim", "0.001", "0.004", "--log",
+                 "--screenshot", str(tmp_path / "m.png"), "--size", "200", "160"]) == 0
+    assert (tmp_path / "m.png").stat().st_size > 0
+    plotter = build_scene(load_run(run3), 3, SceneOptions(field="M", log_scale=True, clim=(1e-3, 4e-3),
+                                                          window_size=(160, 120)))
+    try:
+        mapper = plotter.actors["slices"].mapper
+        assert tuple(mapper.scalar_range) == pytest.approx((1e-3, 4e-3))
+        assert mapper.lookup_table.log_scale
+    finally:
+        plotter.close()
+    # on a 2-D run the limits and the log scale reach the field's heat map
+    assert main(["view", str(tiny_runs["2d"]), "--field", "T", "--clim", "0.4", "1.0", "--log",
+                 "--screenshot", str(tmp_path / "t.png")]) == 0
+    from solver.viz.final_state import _plan_for
+
+    plan = _plan_for(load_run(tiny_runs["2d"]), "T", True, (0.4, 1.0))
+    assert plan.fields == ("T",) and plan.log == {"T"} and plan.clim == {"T": (0.4, 1.0)}
+    capsys.readouterr()
+    for bad, text in ((["--clim", "2", "1"], "--clim must be LO HI with LO < HI"),
+                      (["--log", "--clim", "0", "1"], "--clim LO must be > 0 with --log")):
+        assert main(["view", str(run3), *bad, "--screenshot", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and text in err
+    assert not (tmp_path / "x.png").exists()

@@ -2,7 +2,7 @@
 
 Public API:
     RunConfig and its sections: GridConfig, TimeConfig, OutputConfig (with
-    CheckpointConfig), ModelConfig, SpeciesConfig, ChemotaxisConfig, SystemicConfig,
+    CheckpointConfig, PicturesConfig), ModelConfig, SpeciesConfig, ChemotaxisConfig, SystemicConfig,
     PKConfig, AgentConfig, DiagnosticConfig, DoseConfig
     DEFAULT_CHECKPOINTS, RESERVED_NAMES, check_name(name)
 
@@ -16,6 +16,7 @@ import json
 import keyword
 import math
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -226,6 +227,75 @@ class CheckpointConfig(_Section):
 DEFAULT_CHECKPOINTS = CheckpointConfig(every_seconds=1800.0)
 
 
+# Names of the run's fields and time series while a RunConfig is validated (set by its
+# wrap validator): `output` is validated before `model`, so PicturesConfig reads them here.
+_PICTURE_NAMES: ContextVar[tuple[list[str], list[str]] | None] = ContextVar("picture_names", default=None)
+
+
+def _run_names(data: Any) -> tuple[list[str], list[str]] | None:
+    """(fields, time series) a run of the raw config `data` has; None when it is not readable
+    (its own validation then says why). Series are named as solver/run/simulation.py records them."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("species"), dict):
+        return None
+
+    def keys(name: str) -> list[str]:
+        value = model.get(name)
+        return [str(k) for k in value] if isinstance(value, dict) else []
+
+    species = keys("species")
+    series = [f"{k}_{n}" for n in species for k in ("total", "min", "max")]
+    series += keys("systemic") + keys("globals") + keys("diagnostics")
+    agents = model.get("agents") if isinstance(model.get("agents"), dict) else {}
+    series += [f"plasma_{a}" if isinstance(v, dict) and v.get("pk") is not None else f"rate_{a}"
+               for a, v in agents.items()]
+    return species + keys("maps"), series
+
+
+class PicturesConfig(_Section):
+    """What the pictures drawn at the end of a run show (solver/viz/pictures.py picks what is
+    left out by model and grid): `fields` drawn in space (species or maps), `series` the time
+    series panels, `slices` how fields are drawn (auto: a profile over time on a 1-D grid,
+    two of its dimensions <= 4 cells; a heat map on a 2-D grid, one dimension of 1 cell;
+    orthogonal slices and an isosurface on a 3-D grid), `log` names drawn on a log scale."""
+
+    fields: list[str] | None = Field(None, min_length=1)
+    series: list[str] | None = Field(None, min_length=1)
+    slices: Literal["auto", "profile", "map", "orthogonal"] = "auto"
+    log: list[str] = Field(default_factory=list)
+
+    @field_validator("fields", "series", "log", mode="after")
+    @classmethod
+    def _known_names(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        names = _PICTURE_NAMES.get()
+        if names is None or not value:
+            return value
+        fields, series = names
+        allowed = {"fields": fields, "series": series, "log": fields + series}[info.field_name]
+        unknown = [n for n in value if n not in allowed]
+        if unknown:
+            what = {"fields": "field", "series": "time series", "log": "field or time series"}[info.field_name]
+            raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+        return value
+
+
+def _pictures_kind(value: Any) -> str:
+    return "<mapping>" if isinstance(value, (dict, PicturesConfig)) else "<bool>"  # a section when serialised
+
+
+def _pictures_flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true, false or a mapping with keys {', '.join(PicturesConfig.model_fields)}, "
+                         f"got {shown(value)}")
+    return value
+
+
+Pictures = Annotated[
+    Annotated[bool, PlainValidator(_pictures_flag), Tag("<bool>")] | Annotated[PicturesConfig, Tag("<mapping>")],
+    Discriminator(_pictures_kind),
+]
+
+
 class OutputConfig(_Section):
     """Where and how often a run writes; times are simulated time, check_every is steps.
 
@@ -238,8 +308,9 @@ class OutputConfig(_Section):
     check_every: Annotated[int, BeforeValidator(not_bool), Field(ge=1)] = 100
     compression: Literal["gzip", "lzf", "none"] = "gzip"
     # At the end of a run: a PNG of the final state and a plot of the time series
-    # (needs the `viz` extra; skipped with a note when it is not installed).
-    pictures: StrictBool = True
+    # (needs the `viz` extra; skipped with a note when it is not installed); a mapping
+    # chooses what they show (PicturesConfig), true their defaults.
+    pictures: Pictures = True
     checkpoint: CheckpointConfig | None = DEFAULT_CHECKPOINTS
 
 
@@ -420,6 +491,15 @@ class RunConfig(_Section):
     treatment: list[DoseConfig] = Field(default_factory=list)
 
     _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_picture_names(cls, data: Any, handler: Any) -> RunConfig:
+        token = _PICTURE_NAMES.set(_run_names(data))
+        try:
+            return handler(data)
+        finally:
+            _PICTURE_NAMES.reset(token)
 
     @field_validator("name", mode="after")
     @classmethod

@@ -10,9 +10,19 @@ Run files (read by ``solver.io.run_file``; NumPy and h5py only):
     to_image_data(run, time, fields) -> pyvista.ImageData   point data at cell centres
                                                   (``solver.viz.image_data``)
 
+What to show (``solver.viz.pictures``; NumPy only): the config's ``output.pictures``, else
+defaults by model and grid:
+    picture_plan(run, fields=None, log=(), clim=None) -> PicturePlan
+
+The state of a run (``solver.viz.final_state``; matplotlib, and PyVista for a 3-D scene):
+    view(run, field=, time=, screenshot=, log_scale=, clim=, ...) -> Path | None
+                                                  3D window, or the PNG when headless
+    screenshot(run, out, field=, time=, log_scale=, clim=, ...) -> Path
+                                                  profiles (1-D), heat maps (2-D), or the 3D
+                                                  scene with slices of each field (3-D)
+    final_state_figure(run, index, plan) -> matplotlib.figure.Figure
+
 3D scenes (``solver.viz.scene``; PyVista, off-screen through EGL or OSMesa without X):
-    view(run, field=, time=, screenshot=, ...) -> Path | None   window, or PNG when headless
-    screenshot(run, out, field=, time=, ...) -> Path            off-screen PNG
     animate(run, out, field=, fps=, ...) -> Path                .gif or .mp4 over all snapshots
     build_scene(run, index, options, plotter=None) -> pyvista.Plotter
     tumour_isosurface(grid, tumour_field, iso_value) -> pyvista.PolyData
@@ -48,8 +58,10 @@ __all__ = [
     "compare_runs",
     "configure_rendering",
     "default_series",
+    "final_state_figure",
     "import_optional",
     "load_run",
+    "picture_plan",
     "plot_timeseries",
     "screenshot",
     "timeseries_figure",
@@ -66,9 +78,11 @@ _LAZY = {
     "animate": "solver.viz.scene",
     "build_scene": "solver.viz.scene",
     "configure_rendering": "solver.viz.scene",
-    "screenshot": "solver.viz.scene",
+    "screenshot": "solver.viz.final_state",
+    "final_state_figure": "solver.viz.final_state",
+    "picture_plan": "solver.viz.pictures",
     "tumour_isosurface": "solver.viz.scene",
-    "view": "solver.viz.scene",
+    "view": "solver.viz.final_state",
     "compare_runs": "solver.viz.plots",
     "default_series": "solver.viz.plots",
     "plot_timeseries": "solver.viz.plots",

@@ -7,9 +7,14 @@ Public API:
     default_series(run) -> list[str]
 
 One panel per series (they differ by orders of magnitude), stacked over a shared time axis;
-one line per run in each panel. Dose times from the run file's ``dose_times_json`` are
-marked as dashed vertical lines, one colour per agent. Lines carry a matplotlib ``gid``
-(``series:<name>:<run label>`` and ``dose:<agent>``), which an SVG keeps as element ids.
+one line per run in each panel. The default series are the run's config's
+``output.pictures.series``, else solver/viz/pictures.py ``default_series`` (no plasma level of
+an agent never given). Dose times from the run file's ``dose_times_json`` are marked in a
+panel of their own under the series: one row per agent (per run and agent when comparing),
+so doses at the same time never hide each other; one colour per agent for one run, each
+run's own line colour when comparing. Lines carry a matplotlib ``gid``
+(``series:<name>:<run label>`` and ``dose:<agent>:<run label>``), which an SVG keeps as
+element ids.
 
 Figures are made with ``matplotlib.figure.Figure`` directly, never through pyplot, so no
 window, display or global backend is involved; the output format follows the suffix.
@@ -17,7 +22,6 @@ window, display or global backend is involved; the output format follows the suf
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 from collections.abc import Sequence
@@ -30,25 +34,14 @@ from solver.io.run_file import RunData, RunFileError, load_run
 from solver.io.safe_files import replaced
 from solver.text import display_unit
 from solver.viz import VizError, import_optional
+from solver.viz.pictures import DEFAULT_SERIES_PATTERNS, picture_plan
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
-__all__ = ["compare_runs", "default_series", "plot_timeseries", "timeseries_figure"]
-
-#: Series drawn when none are asked for, as name patterns in order: tumour burden, immune
-#: cells in the tumour, plasma drug levels, tissue drug levels.
-DEFAULT_SERIES_PATTERNS: tuple[str, ...] = (
-    "tumour_burden",
-    "tumor_burden",
-    "immune*",
-    "*_in_tumour",
-    "*_in_tumor",
-    "plasma_*",
-    "tissue_*",
-)
+__all__ = ["DEFAULT_SERIES_PATTERNS", "compare_runs", "default_series", "plot_timeseries", "timeseries_figure"]
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 _LOG_DECADES = 3.0
 _PANEL_HEIGHT_IN = 2.0
@@ -56,14 +49,9 @@ _FIGURE_WIDTH_IN = 7.5
 
 
 def default_series(run: RunData) -> list[str]:
-    """The series to draw when none are named: those matching DEFAULT_SERIES_PATTERNS, in that
-    order; every series of the run when none match."""
-    chosen: list[str] = []
-    for pattern in DEFAULT_SERIES_PATTERNS:
-        for name in run.series:
-            if fnmatch.fnmatchcase(name, pattern) and name not in chosen:
-                chosen.append(name)
-    return chosen or list(run.series)
+    """The series to draw when none are named: the config's ``output.pictures.series``, else
+    those of solver.viz.pictures.default_series."""
+    return list(picture_plan(run).series)
 
 
 def timeseries_figure(
@@ -81,9 +69,10 @@ def timeseries_figure(
         runs: Loaded runs (one or more).
         series: Series names (default: ``default_series`` of each run, in first-seen order).
         labels: Legend label per run (default: each run's name, made unique).
-        logy: Log scale for the y axis; None picks it per panel when the positive values
-            span more than three decades.
-        mark_doses: Draw dose times as dashed vertical lines, one colour per agent.
+        logy: Log scale for the y axis; None picks it per panel: log for the series named in
+            the config's ``output.pictures.log``, or when the positive values span more
+            than three decades.
+        mark_doses: Mark dose times in a panel under the series, a row per agent (and run).
         title: Figure title (default: the run's name for one run, none for several).
 
     Raises:
@@ -102,11 +91,13 @@ def timeseries_figure(
     names = _choose_series(runs, series)
     run_labels = _run_labels(runs, labels)
 
-    fig = Figure(
-        figsize=(_FIGURE_WIDTH_IN, 1.0 + _PANEL_HEIGHT_IN * len(names)), layout="constrained"
-    )
-    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    rows = _dose_rows(runs, run_labels) if mark_doses else []
+    heights = [_PANEL_HEIGHT_IN] * len(names) + ([0.35 + 0.22 * len(rows)] if rows else [])
+    fig = Figure(figsize=(_FIGURE_WIDTH_IN, 1.0 + sum(heights)), layout="constrained")
+    every = fig.subplots(len(heights), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
+    axes = every[: len(names)]
     colours = [f"C{i % 10}" for i in range(len(runs))]
+    log_named = set().union(*(picture_plan(run).log for run in runs)) if logy is None else set()
     for ax, name in zip(axes, names):
         for run, label, colour in zip(runs, run_labels, colours):
             if name not in run.series:
@@ -114,13 +105,14 @@ def timeseries_figure(
                 continue
             (line,) = ax.plot(run.series_time, run.series[name], color=colour, lw=1.5, label=label)
             line.set_gid(f"series:{name}:{label}")
-        ax.set_ylabel(_first_with(runs, name).series_label(name))
-        _set_yscale(ax, [run.series[name] for run in runs if name in run.series], logy)
+        label = _first_with(runs, name).series_label(name)
+        ax.set_ylabel(label.replace(" [", "\n[") if len(label) > 22 else label)  # long ones on two lines
+        _set_yscale(ax, [run.series[name] for run in runs if name in run.series], True if name in log_named else logy)
         ax.grid(True, alpha=0.3)
-    if mark_doses:
-        _mark_doses(axes, runs)
+    if rows:
+        _mark_doses(every[-1], rows, run_labels, colours if len(runs) > 1 else None)
 
-    axes[-1].set_xlabel(_time_label(runs))
+    every[-1].set_xlabel(_time_label(runs))
     _add_legends(axes, runs)
     if title is None and len(runs) == 1:
         title = runs[0].name
@@ -271,44 +263,44 @@ def _set_yscale(ax: object, values: list[np.ndarray], logy: bool | None) -> None
         ax.set_yscale("log")  # type: ignore[attr-defined]
 
 
-def _mark_doses(axes: Sequence[object], runs: Sequence[RunData]) -> None:
-    """Dashed vertical lines at every dose time inside the plotted time range, per agent."""
-    schedule: dict[str, set[float]] = {}
-    for run in runs:
-        for agent, times in run.dose_times.items():
-            schedule.setdefault(agent, set()).update(times)
-    if not schedule:
-        return
+def _dose_rows(runs: Sequence[RunData], labels: Sequence[str]) -> list[tuple[str, int, str, list[float]]]:
+    """(row label, run number, agent, dose times) per agent of each run, in the plotted range;
+    a row is labelled by its agent, and its run when comparing."""
     t_min = min(float(run.series_time.min()) for run in runs if run.series_time.size)
     t_max = max(float(run.series_time.max()) for run in runs if run.series_time.size)
-    styles = ("--", ":", "-.")
-    for k, agent in enumerate(sorted(schedule)):
-        times = sorted(t for t in schedule[agent] if t_min <= t <= t_max)
-        colour = f"C{(7 + k) % 10}"
-        for ax in axes:
-            for j, t in enumerate(times):
-                ax.axvline(  # type: ignore[attr-defined]
-                    t,
-                    color=colour,
-                    ls=styles[k % len(styles)],
-                    lw=0.9,
-                    alpha=0.8,
-                    label=f"{agent} dose" if j == 0 else None,
-                    gid=f"dose:{agent}",
-                )
+    rows = []
+    for k, (run, label) in enumerate(zip(runs, labels)):
+        for agent in sorted(run.dose_times):
+            times = sorted(t for t in run.dose_times[agent] if t_min <= t <= t_max)
+            if times:
+                rows.append((f"{agent} ({label})" if len(runs) > 1 else agent, k, agent, times))
+    return rows
+
+
+def _mark_doses(
+    ax: object, rows: list[tuple[str, int, str, list[float]]], labels: Sequence[str], run_colours: list[str] | None
+) -> None:
+    """One row of markers per agent (per run and agent when comparing): doses at the same
+    time in different rows never cover each other. Colour: each run's own when comparing,
+    else one per agent."""
+    agents = sorted({agent for _, _, agent, _ in rows})
+    for y, (label, k, agent, times) in enumerate(rows):
+        colour = run_colours[k] if run_colours else f"C{(7 + agents.index(agent)) % 10}"
+        ax.plot(  # type: ignore[attr-defined]
+            times, [y] * len(times), ls="none", marker="v", ms=7, color=colour,
+            gid=f"dose:{agent}:{labels[k]}", label=label,
+        )
+    ax.set_yticks(range(len(rows)), [label for label, *_ in rows], fontsize="small")  # type: ignore[attr-defined]
+    ax.set_ylim(-0.6, len(rows) - 0.4)  # type: ignore[attr-defined]
+    ax.set_ylabel("doses")  # type: ignore[attr-defined]
+    ax.grid(True, axis="x", alpha=0.3)  # type: ignore[attr-defined]
 
 
 def _add_legends(axes: Sequence[object], runs: Sequence[RunData]) -> None:
-    """Runs and dose agents in one legend on the top panel (runs only when several)."""
-    top = axes[0]
-    handles, labels = top.get_legend_handles_labels()  # type: ignore[attr-defined]
-    keep = [
-        (h, lab)
-        for h, lab in zip(handles, labels)
-        if len(runs) > 1 or str(h.get_gid() or "").startswith("dose:")
-    ]
-    if keep:
-        top.legend(*zip(*keep), loc="best", fontsize="small", framealpha=0.8)  # type: ignore[attr-defined]
+    """The runs in one legend on the top panel, when there are several (dose rows are named
+    on their own axis)."""
+    if len(runs) > 1:
+        axes[0].legend(loc="best", fontsize="small", framealpha=0.8)  # type: ignore[attr-defined]
 
 
 def _time_label(runs: Sequence[RunData]) -> str:

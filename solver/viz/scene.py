@@ -5,17 +5,20 @@ Public API:
     screenshot(run, out, field=None, time="last", ...) -> Path
     animate(run, out, field=None, fps=4, ...) -> Path
     build_scene(run, index, options, plotter=None) -> pyvista.Plotter
+    render_image(run, index, options) -> ndarray       the scene as an RGB array
     tumour_isosurface(grid, tumour_field, iso_value) -> pyvista.PolyData
     SceneOptions                       what the scene shows (field, tumour field, iso value, ...)
     configure_rendering(off_screen=None) -> str
 
 What one frame shows:
-    * the tumour boundary: the isosurface ``tumour_field = iso_value`` (default: half the
-      tumour field's maximum), coloured by the chosen field;
+    * the tumour boundary: the isosurface ``tumour_field = iso_value`` (default: half way
+      from the tumour field's minimum to its maximum, so it lies inside the field's range),
+      coloured by the chosen field;
     * three orthogonal slices of the chosen field through the tumour's centre, sharing one
       colour map and a scalar bar titled with the field's name (and its unit when the run
       file records one);
-    * the vessel map ``w`` (when present) as a translucent red isosurface at half its maximum;
+    * the vessel map ``w`` (when present) as a translucent red isosurface half way up its
+      range, named in a legend with the boundary's level;
     * the domain outline with labelled axes in the file's length unit, the run name and the
       snapshot time.
 
@@ -44,6 +47,7 @@ from solver.io.run_file import RunData, RunFileError, TimeSpec, load_run
 from solver.io.safe_files import replaced
 from solver.viz import VizError, import_optional
 from solver.viz.image_data import to_image_data
+from solver.viz.pictures import iso_level
 
 if TYPE_CHECKING:
     import pyvista
@@ -55,6 +59,7 @@ __all__ = [
     "animate",
     "build_scene",
     "configure_rendering",
+    "render_image",
     "screenshot",
     "tumour_isosurface",
     "view",
@@ -78,9 +83,10 @@ class SceneOptions:
         tumour_field: Field whose level set is the tumour boundary (default: ``T``, else the
             first species).
         iso_value: Level of the boundary, in the tumour field's units (default:
-            ``iso_fraction`` times the field's maximum).
-        iso_fraction: Fraction of the maximum used when ``iso_value`` is not given.
+            ``iso_fraction`` of the way from the field's minimum to its maximum).
+        iso_fraction: Fraction of the range used when ``iso_value`` is not given.
         clim: Colour range of ``field`` (default: its range over the snapshot shown).
+        log_scale: Logarithmic colour scale (its lower end the smallest positive value).
         cmap: Matplotlib colour map name.
         show_slices: Draw three orthogonal slices of ``field``.
         show_boundary: Draw the tumour boundary.
@@ -94,6 +100,7 @@ class SceneOptions:
     iso_value: float | None = None
     iso_fraction: float = 0.5
     clim: tuple[float, float] | None = None
+    log_scale: bool = False
     cmap: str = "viridis"
     show_slices: bool = True
     show_boundary: bool = True
@@ -197,12 +204,12 @@ def tumour_centre(
 
 
 def default_iso_value(run: RunData, tumour_field: str, index: int | None, fraction: float) -> float:
-    """``fraction`` of the tumour field's maximum over snapshot ``index`` (all snapshots if None)."""
+    """``fraction`` of the way up the tumour field's range over snapshot ``index`` (all
+    snapshots if None): inside the range, so a field above zero everywhere (a 2-D model's
+    tissue) still has a boundary."""
     if index is None:
-        peak = run.field_range(tumour_field)[1]
-    else:
-        peak = float(np.nanmax(run.field(tumour_field, index)))
-    return fraction * peak
+        return iso_level(np.asarray(run.field_range(tumour_field)), fraction)
+    return iso_level(run.field(tumour_field, index), fraction)
 
 
 def build_scene(
@@ -246,12 +253,8 @@ def build_scene(
             grid.point_data[name] = run.map(name).ravel(order="F")
 
     tumour = np.asarray(grid.point_data[opts.tumour_field]).reshape(run.grid_shape, order="F")
-    iso = (
-        opts.iso_value
-        if opts.iso_value is not None
-        else opts.iso_fraction * float(np.nanmax(tumour))
-    )
-    clim = opts.clim or _finite_range(grid.point_data[opts.field])
+    iso = opts.iso_value if opts.iso_value is not None else iso_level(tumour, opts.iso_fraction)
+    clim = opts.clim or _colour_range(grid.point_data[opts.field], opts.log_scale)
     bar = {
         "title": run.field_label(opts.field),
         "color": _TEXT_COLOUR,
@@ -262,7 +265,7 @@ def build_scene(
         "height": 0.7,
         "width": 0.06,
     }
-    colour = {"scalars": opts.field, "cmap": opts.cmap, "clim": clim}
+    colour = {"scalars": opts.field, "cmap": opts.cmap, "clim": clim, "log_scale": opts.log_scale}
 
     _drop(plotter, "slices", "boundary", "vessels")
     if opts.show_slices:
@@ -290,8 +293,9 @@ def build_scene(
                 opts.tumour_field,
                 iso,
             )
-    if vessels:
-        _add_vessels(plotter, grid, vessels)
+    legend = [[f"tumour boundary: {opts.tumour_field} = {iso:.3g}", "grey"]]
+    if vessels and _add_vessels(plotter, grid, vessels):
+        legend.append([f"vessels: {vessels} half way up its range", _VESSEL_COLOUR])
 
     bounds = run.domain_bounds
     plotter.add_mesh(
@@ -304,13 +308,8 @@ def build_scene(
         color=_TEXT_COLOUR,
         name="title",
     )
-    plotter.add_text(
-        f"boundary: {opts.tumour_field} = {iso:.3g}",
-        position="lower_left",
-        font_size=9,
-        color=_TEXT_COLOUR,
-        name="legend",
-    )
+    plotter.add_legend(legend, bcolor="white", border=True, loc="lower left", size=(0.42, 0.06 * len(legend)),
+                       face="rectangle", name="legend")
     if reset_camera:
         unit = run.length_unit  # raw: VTK's axis titles cannot draw "µ"
         plotter.show_bounds(
@@ -328,13 +327,13 @@ def build_scene(
     return plotter
 
 
-def _add_vessels(plotter: Any, grid: Any, name: str) -> None:
-    """The vessel map as a translucent surface at half its maximum, if it varies at all."""
+def _add_vessels(plotter: Any, grid: Any, name: str) -> bool:
+    """The vessel map as a translucent surface half way up its range, if it varies at all."""
     values = np.asarray(grid.point_data[name])
     low, high = _finite_range(values)
     if not high > low:
         log.info("vessel map %s is uniform (%g); not drawn", name, high)
-        return
+        return False
     surface = grid.contour([low + 0.5 * (high - low)], scalars=name, method="contour")
     if surface.n_points:
         plotter.add_mesh(
@@ -345,6 +344,7 @@ def _add_vessels(plotter: Any, grid: Any, name: str) -> None:
             smooth_shading=True,
             reset_camera=False,
         )
+    return bool(surface.n_points)
 
 
 def _drop(plotter: Any, *names: str) -> None:
@@ -352,6 +352,19 @@ def _drop(plotter: Any, *names: str) -> None:
     for name in names:
         if name in plotter.actors:
             plotter.remove_actor(name, reset_camera=False, render=False)
+
+
+def _colour_range(values: np.ndarray, log_scale: bool) -> tuple[float, float]:
+    """The finite range, from the smallest positive value on a log scale."""
+    low, high = _finite_range(values)
+    if log_scale:
+        finite = np.asarray(values)[np.isfinite(values)]
+        positive = finite[finite > 0]
+        if positive.size == 0:
+            raise VizError("a log colour scale needs positive values; this field has none")
+        low = float(positive.min())
+        high = max(high, low * (1 + 1e-6))
+    return (low, high)
 
 
 def _finite_range(values: np.ndarray) -> tuple[float, float]:
@@ -373,15 +386,21 @@ def _load_with_options(
     iso_value: float | None,
     window_size: tuple[int, int],
     show_vessels: bool,
+    log_scale: bool = False,
+    clim: tuple[float, float] | None = None,
 ) -> tuple[RunData, SceneOptions]:
     """The run (loaded if a path) and the scene options resolved against it."""
     data = run if isinstance(run, RunData) else load_run(run)
+    if clim is not None and not clim[0] < clim[1]:
+        raise VizError(f"colour limits must be LO < HI, got {clim[0]:g} {clim[1]:g}")
     opts = SceneOptions(
         field=field,
         tumour_field=tumour_field,
         iso_value=iso_value,
         window_size=tuple(window_size),  # type: ignore[arg-type]
         show_vessels=show_vessels,
+        log_scale=log_scale,
+        clim=None if clim is None else (float(clim[0]), float(clim[1])),
     ).resolved(data)
     return data, opts
 
@@ -396,6 +415,8 @@ def screenshot(
     tumour_field: str | None = None,
     iso_value: float | None = None,
     show_vessels: bool = True,
+    log_scale: bool = False,
+    clim: tuple[float, float] | None = None,
 ) -> Path:
     """Render one snapshot off-screen to a PNG of exactly ``window_size`` pixels.
 
@@ -416,8 +437,18 @@ def screenshot(
         RunFileError: Missing file, unknown field, or time out of range.
         MissingDependencyError: PyVista is not installed.
     """
-    data, opts = _load_with_options(run, field, tumour_field, iso_value, window_size, show_vessels)
+    data, opts = _load_with_options(run, field, tumour_field, iso_value, window_size, show_vessels, log_scale, clim)
     return _render_png(data, opts, data.time_index(time), Path(out))
+
+
+def render_image(run: RunData, index: int, options: SceneOptions) -> np.ndarray:
+    """Snapshot ``index`` drawn off-screen, as an RGB array (height, width, 3)."""
+    opts = options.resolved(run)
+    plotter = build_scene(run, index, opts)
+    try:
+        return np.asarray(plotter.screenshot(None, return_img=True, window_size=list(opts.window_size)))
+    finally:
+        plotter.close()
 
 
 def _render_png(run: RunData, opts: SceneOptions, index: int, out: Path) -> Path:
@@ -443,6 +474,8 @@ def view(
     iso_value: float | None = None,
     show_vessels: bool = True,
     off_screen: bool | None = None,
+    log_scale: bool = False,
+    clim: tuple[float, float] | None = None,
 ) -> Path | None:
     """Show one snapshot in a window, or write it to a PNG when asked or when there is no display.
 
@@ -461,7 +494,7 @@ def view(
         The PNG written, or None after an interactive window was closed. With no display and
         no ``screenshot``, the PNG goes next to the run file as ``<stem>_<field>_<index>.png``.
     """
-    data, opts = _load_with_options(run, field, tumour_field, iso_value, window_size, show_vessels)
+    data, opts = _load_with_options(run, field, tumour_field, iso_value, window_size, show_vessels, log_scale, clim)
     index = data.time_index(time)
     mode = configure_rendering(off_screen=True if screenshot is not None else off_screen)
     if mode != "display":
