@@ -20,15 +20,20 @@ import numpy as np
 from solver.diagnostics import DiagnosticsEvaluator
 from solver.run import Simulation
 
-# What the default settings (imex order 2, rtol 0.05) deliver: every species' field within
-# 6 % of its largest value, the tumour burden within 0.15 %, against a converged reference
-# of the same grid. Measured: the combination arm of the built-in model at 8^3 over its
-# first 10 days, CD8 cells 5.1 %, NK 2.5 %, chemokine 2.2 %, burden 0.13 % (the model of
-# docs/model.md: TIL, chemokine-guided cells, 8-hourly IL-2); rtol 0.01 brings every field
-# within 1.3 % and the burden within 0.01 % at 11x the steps on the quickstart. On the
-# model before it the defaults stayed within 2 % and 0.1 % (benchmarks/RESULTS.md).
-FIELD_TOLERANCE = 0.06
-BURDEN_TOLERANCE = 0.0015
+# What the default settings (imex order 2, rtol 0.05) deliver on the shipped configs:
+# every species' field within 8 % of its largest value, the tumour burden within 2.5 %,
+# against a converged reference of the same grid (explicit order 2 at its bound, or imex
+# at rtol 2e-3 to 5e-3). Measured on the 2-core CI CPU, float32, the largest field named:
+#   quickstart 16^3, 7 days   burden 1.10 %, L 7.9 %   (rtol 0.02: 0.03 %, L 5.7 %, 2.6x the steps;
+#                                                      rtol 0.01: 0.008 %, L 1.8 %, 12.5x)
+#   quickstart 8^3, 7 days    burden 2.2 %,  L 6.9 %   (rtol 0.02: 0.65 %, N 2.4 %)
+#   quickstart 8^3, 4 days    burden 1.2 %,  N 4.4 %
+#   combination arm 8^3, first 10 days   burden 0.13 %, L 5.1 %
+# The CD8 (L) and NK (N) cells carry the largest errors: they move by chemotaxis up the
+# chemokine and enter where the vessels are. Comparisons finer than these (two arms a
+# few percent apart) want rtol 0.01 (benchmarks/RESULTS.md, docs/numerics.md).
+FIELD_TOLERANCE = 0.08
+BURDEN_TOLERANCE = 0.025
 
 
 @dataclass
