@@ -1,5 +1,5 @@
-"""Command line: `tumorsim run | validate | view | animate | plot | compare | study | optimise |
-sensitivity | bench`
+"""Command line: `tumorsim run | validate | view | animate | plot | compare | export | study |
+optimise | sensitivity | bench`
 (also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
@@ -327,6 +327,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """run.h5's time series as CSV and its snapshots as .vti, each path checked before anything
+    is written (solver/io/export.py)."""
+    from solver.errors import RunFileError
+    from solver.io.export import check_csv_target, check_vti_target, export_csv, export_vti
+    from solver.io.run_file import load_run
+
+    if not args.csv and not args.vti:
+        raise ConfigError("export needs --csv FILE (the time series) and/or --vti DIR (the snapshots)")
+    if args.csv:
+        check_csv_target(args.csv, args.overwrite)
+    if args.vti:
+        check_vti_target(args.vti, args.overwrite)
+    try:
+        run = load_run(args.run)
+    except RunFileError as exc:  # a bad RUN path is bad input like the others: exit 2
+        raise ConfigError(str(exc)) from None
+    if args.csv:
+        path = export_csv(run, args.csv, args.overwrite)
+        print(f"csv: {path} ({run.series_time.size} records, {len(run.series)} series)")
+    if args.vti:
+        written = export_vti(run, args.vti, args.overwrite)
+        print(f"vti: {len(written)} snapshots in {args.vti} (run.pvd lists them with their times)")
+    return 0
+
+
 def _beside(run: str, name: str):
     path = Path(run)
     return (path if path.is_dir() else path.parent) / name
@@ -432,6 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--labels", help="comma-separated legend labels (default: each run's name)")
     compare.add_argument("--log", action="store_true", help="logarithmic y axes")
     compare.set_defaults(func=cmd_compare)
+
+    export = sub.add_parser("export", help="a run's time series as CSV, its snapshots as VTK ImageData (.vti)")
+    export.add_argument("run", help="run folder or its run.h5")
+    export.add_argument("--csv", metavar="FILE", help="the time series: one row per record, a column per series")
+    export.add_argument("--vti", metavar="DIR", help="one .vti per snapshot (and run.pvd) in this folder")
+    export.add_argument("--overwrite", action="store_true", help="replace files of an earlier export")
+    export.set_defaults(func=cmd_export)
 
     # Studies, optimisation and sensitivity (solver/study/commands.py, Dask) are imported only
     # when one runs; their options (and those of `study report DIR`) are parsed there.

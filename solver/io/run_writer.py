@@ -138,12 +138,16 @@ class RunWriter:
                 if self.units.get(name):
                     fields[name].attrs["units"] = _attr(self.units[name])
             fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,), fletcher32=True)
+            if self.units.get("time"):  # the time unit on both time axes, so exports can label them
+                fields["time"].attrs["units"] = _attr(self.units["time"])
             group = file.create_group("maps")
             for name, array in (maps or {}).items():
                 group.create_dataset(name, data=array, chunks=grid.shape, fletcher32=True, **comp)
             timeseries = file.create_group("timeseries", track_order=True)
             timeseries.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,),
                                       fletcher32=True)
+            if self.units.get("time"):
+                timeseries["time"].attrs["units"] = _attr(self.units["time"])
             for name in series:
                 ds = timeseries.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,),
                                                fletcher32=True)

@@ -282,9 +282,15 @@ class Simulation:
         return out
 
     def units(self) -> dict[str, str]:
-        """Units of every field and time series, for the HDF5 `units` attributes."""
+        """Units of every field and time series (and "time": the time unit), for the HDF5 `units`
+        attributes."""
         out = {s.name: s.units for s in self.model.species}
         out.update({f"{k}_{s.name}": s.units for s in self.model.species for k in ("min", "max")})
+        length = self.grid.length_unit
+        # total_<s> is the integral over the domain: the density's unit times a volume
+        out.update({f"total_{s.name}": f"{s.units}*{length}^3" if length else "" for s in self.model.species
+                    if s.units})
+        out["time"] = self.config.time.unit
         out.update(self.series_names())
         out.update({d.name: d.units for d in self.model.diagnostics})
         return {k: v for k, v in out.items() if v}
