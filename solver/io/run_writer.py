@@ -36,7 +36,10 @@ from solver.text import first_line
 
 log = logging.getLogger(__name__)
 
-LIBVER = "latest"  # object headers, B-trees and the superblock checksummed; needed for SWMR
+# The v110 format at least (object headers, B-trees and the superblock checksummed; needed for
+# SWMR), and no newer than v114: HDF5 2.0 writes layout messages that the HDF5 1.14 inside
+# ParaView and VTK cannot decode ("bad version number for layout message").
+LIBVER = ("v110", "v114")
 _SERIES_FLUSH_SECONDS = 1.0  # readers see time-series records at most this late
 _H5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
 
