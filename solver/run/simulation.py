@@ -51,6 +51,7 @@ from solver.io.checkpoint import (
     array_sha256,
     config_differences,
     config_hash,
+    final_checkpoint,
     find_checkpoint,
     only_step_size,
     physics_config,
@@ -59,6 +60,7 @@ from solver.io.checkpoint import (
     remove_partial_writes,
     run_hash,
     write_checkpoint,
+    write_final_checkpoint,
 )
 from solver.io.lock import FolderLock
 from solver.io.run_file import RUN_FILE
@@ -70,7 +72,7 @@ from solver.io.xdmf import write_xdmf
 from solver.model import build_model
 from solver.run.clock import CheckpointClock
 from solver.run.guard import check_record, check_state
-from solver.run.plan import RunPlan, log_choice, make_plan
+from solver.run.plan import RunPlan, log_choice, make_plan, record_times
 from solver.run.resources import (
     MemoryEstimate,
     available_host_memory,
@@ -335,16 +337,24 @@ class Simulation:
         physics["dt"] = self.plan.dt  # set by the config and, through the bound, by the initial fields
         return physics
 
-    def load_checkpoint(self, folder: Path, which: str | Path, backend: Backend) -> Checkpoint:
+    def load_checkpoint(self, folder: Path, which: str | Path, backend: Backend, extend: bool = False) -> Checkpoint:
         """Find, read and check the checkpoint to resume from (nothing is changed on disk).
+
+        With `extend`, the checkpoint's time.end may be earlier than this config's (a run
+        continued to a later end time, see check_extension).
 
         Raises:
             CheckpointError: none found, unreadable, or not from this config: the message
                 names the keys that differ.
         """
+        if extend and str(which) == "latest":  # the end state, not the last periodic checkpoint
+            which = final_checkpoint(folder / CHECKPOINT_DIR) or which
         path = find_checkpoint(folder / CHECKPOINT_DIR, which)
         checkpoint = read_checkpoint(path)
         differences = config_differences(checkpoint.physics, self._physics())
+        if extend:
+            self.check_extension(checkpoint, path)
+            differences = [d for d in differences if not d.startswith("time.end (")]
         if differences and only_step_size(differences):  # e.g. after a blow-up, with a lower dt
             log.warning("resuming with another step size (%s): the continuation is not bit-identical to an "
                         "uninterrupted run", "; ".join(differences))
@@ -384,11 +394,69 @@ class Simulation:
                         "not bit-identical to an uninterrupted run", checkpoint.backend, backend.name)
         return checkpoint
 
+    def check_extension(self, checkpoint: Checkpoint, path: Path) -> None:
+        """Refuse to extend the run of `checkpoint` to this config's later time.end unless
+        the result is bit-identical to a run with that end time from the start: the records
+        (and so the steps) up to the old end must be exactly those of this plan.
+
+        Raises:
+            CheckpointError: the old end is not earlier, or the record times differ (an
+                interval that defaults to a fraction of time.end, or one the old end is not
+                a multiple of), or the time step depends on the end time.
+        """
+        end = self.config.time.end
+        old_time, old_output = checkpoint.physics.get("time", {}), checkpoint.physics.get("output", {})
+        old_end = float(old_time.get("end", end))
+        where = f"checkpoint {str(path)!r}"
+        if old_end == end:
+            return  # already a run to this end (an extension resumed): a plain resume
+        if old_end > end:
+            raise CheckpointError(f"--extend-to {end:g} is not after the end time of the run in {where} "
+                                  f"(time.end {old_end:g}); give a later time")
+        snaps, series, _ = record_times(old_end, old_output.get("snapshot_every"), old_output.get("series_every"))
+        for what, old, new in (("snapshot", snaps, self.plan.snapshot_times),
+                               ("time-series record", series, self.plan.series_times)):
+            if list(new[: len(old)]) != old:
+                raise CheckpointError(
+                    f"cannot extend the run to {end:g}: its {what} times up to {old_end:g} differ from those of a "
+                    f"run to {end:g} (a record interval that is a fraction of time.end by default, or one that "
+                    f"{old_end:g} is not a multiple of), so the steps would differ; set output.snapshot_every and "
+                    "output.series_every to intervals that divide both end times, or run again to the new end")
+        if checkpoint.physics.get("dt") != self.plan.dt:
+            raise CheckpointError(f"cannot extend the run to {end:g}: its time step ({checkpoint.physics.get('dt')}) "
+                                  f"differs from that of a run to {end:g} ({self.plan.dt}); run again to the new end")
+
+    def finished_at(self, which: str | Path = "latest", extend: bool = False) -> float | None:
+        """The end time, when the output folder holds this run finished: the checkpoint
+        `which` is valid for this config (else the CheckpointError a resume would raise) and
+        run.h5 is this run's (its run_hash) with every record of the plan; else None. Reads
+        only: a run in progress (its folder locked), or a missing or short run.h5, is None."""
+        from solver.io.lock import lock_holder
+        from solver.io.run_file import open_run_file
+
+        folder = resume_run_folder(self.out_dir)
+        if lock_holder(folder) is not None:
+            return None  # the resume itself says who holds it
+        self.load_checkpoint(folder, which, get_backend(self.config.backend), extend)
+        try:
+            with open_run_file(folder / RUN_FILE) as fh:
+                stored = fh.attrs.get("run_hash", b"")
+                stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+                series, snaps = fh["timeseries/time"][()], fh["fields/time"][()]
+        except (TumorsimError, OSError, KeyError):
+            return None  # the resume reports what is wrong with it
+        plan = self.plan
+        complete = (stored == run_hash(self._physics(), array_sha256(self.maps))
+                    and len(series) == len(plan.series_times) and len(snaps) == len(plan.snapshot_times)
+                    and len(series) > 0 and series[-1] == plan.series_times[-1])
+        return float(series[-1]) if complete else None
+
     def run(
         self,
         resume: str | Path | None = None,
         stop: StopRequest | None = None,
         on_step: Callable[[FieldState], None] | None = None,
+        extend: bool = False,
     ) -> RunSummary:
         """Step to the end time, writing snapshots, time series and checkpoints; return a summary.
 
@@ -401,6 +469,9 @@ class Simulation:
             stop: checked after every step; when set, a checkpoint is written and
                 RunInterrupted raised (see stop_on_signals).
             on_step: called with the FieldState after every step (progress display).
+            extend: continue the run of `resume` ("latest": final-<step>.h5, the state at its
+                end time, when there is one) to this config's later time.end (check_extension);
+                run.h5 and config.yaml then describe the run to the new end.
 
         Raises:
             RunInterrupted: stopped on request, after writing a checkpoint.
@@ -410,14 +481,14 @@ class Simulation:
                 scalars or diagnostics blew up (the last good checkpoint is named).
         """
         try:
-            return self._run(resume, stop, on_step)
+            return self._run(resume, stop, on_step, extend)
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
 
     def _run(self, resume: str | Path | None, stop: StopRequest | None,
-             on_step: Callable[[FieldState], None] | None) -> RunSummary:
+             on_step: Callable[[FieldState], None] | None, extend: bool = False) -> RunSummary:
         cfg, plan, grid = self.config, self.plan, self.grid
         backend = get_backend(cfg.backend)  # a missing GPU fails before anything is written
         self.check_device_memory(backend)
@@ -425,7 +496,7 @@ class Simulation:
         if resume is not None:
             folder = resume_run_folder(self.out_dir)
             self._lock = claim_run_folder(folder, new_run=False, overwrite=False)
-            checkpoint = self.load_checkpoint(folder, resume, backend)
+            checkpoint = self.load_checkpoint(folder, resume, backend, extend)
         else:
             folder = prepare_run_folder(self.out_dir, self.overwrite)
             self._lock = claim_run_folder(folder, new_run=True, overwrite=self.overwrite)
@@ -437,8 +508,17 @@ class Simulation:
             diagnostics.set_state(checkpoint.diagnostics)
             note = {"t": checkpoint.t, "step": checkpoint.step, "checkpoint": str(checkpoint.path),
                     "backend": backend.name, "device": backend.device, "tumorsim_version": __version__}
+            replaced = None
+            if extend:  # run.h5 and config.yaml become those of the run to the new end
+                note["extended_to"] = cfg.time.end
+                replaced = {k: v for k, v in self._attrs(backend).items()
+                            if k in ("config_json", "run_hash", "dose_times_json")}
             writer = resume_run_file(folder / RUN_FILE, names, self.record_names(), checkpoint.n_series,
-                                     checkpoint.n_snapshots, checkpoint.t, note, self.units(), checkpoint.run_hash)
+                                     checkpoint.n_snapshots, checkpoint.t, note, self.units(), checkpoint.run_hash,
+                                     replaced)
+            if extend:
+                resolved = cfg.model_dump(mode="json")
+                write_file(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
             stale = remove_checkpoints(checkpoints, after_step=checkpoint.step)
             if stale:
                 log.warning("removed %d checkpoint(s) after the one resumed from (their records in %s are gone)",
@@ -459,7 +539,7 @@ class Simulation:
         keep = cfg.output.checkpoint.keep if cfg.output.checkpoint else 1
         clock = CheckpointClock(cfg.output.checkpoint, state.fields.t, state.fields.step)
 
-        def save(next_event: int, reason: str) -> Path:
+        def save(next_event: int, reason: str, final: bool = False) -> Path:
             with self._writing(writer, state.fields.t):
                 writer.fsync()  # run.h5 on disk holds every record the checkpoint counts
             self._checked(state, record_peak=False)  # never checkpoint a state that blew up
@@ -477,7 +557,8 @@ class Simulation:
                 reason=reason, tumorsim_version=__version__, config_hash=physics_hash,
                 run_hash=run_hash(physics, maps_hash),
             )
-            self.last_checkpoint = write_checkpoint(checkpoints, ck, keep)
+            self.last_checkpoint = (write_final_checkpoint(checkpoints, ck) if final
+                                    else write_checkpoint(checkpoints, ck, keep))
             clock.reset(f.t, f.step)
             return self.last_checkpoint
 
@@ -527,6 +608,8 @@ class Simulation:
                             path = save(i + 1, "periodic")
                             if stop:  # the signal came while that checkpoint was written
                                 raise interrupted(i + 1, written=path)
+                if cfg.output.checkpoint is not None:  # the end state, which --extend-to continues
+                    save(len(events), "end", final=True)
         except RunInterrupted as exc:  # a second signal arrives without a checkpoint of its own
             if exc.checkpoint is None:
                 exc.checkpoint = self.last_checkpoint
