@@ -274,43 +274,14 @@ def _final_pictures(run_file) -> list:
         return []
 
 
-def _checked_run(path: str, field: str | None = None, series: list[str] | None = None):
-    """The run at `path` with `field` and `series` checked: an unknown name is bad input
-    (exit 2), its one-line message listing the names the run has."""
-    from solver.errors import RunFileError
-    from solver.io.run_file import load_run
-
-    run = load_run(path)
-    try:
-        if field is not None:
-            run.check_field(field)
-        if series:
-            run.check_series(series)
-    except RunFileError as exc:
-        raise ConfigError(str(exc)) from None
-    return run
-
-
-def _snapshot_time(run, requested):
-    """--time as the snapshot it picks: a time between snapshots takes the nearest, and says so."""
-    import math
-
-    if isinstance(requested, str):
-        return requested
-    index = run.time_index(requested)
-    taken = float(run.times[index])
-    if not math.isclose(taken, requested, rel_tol=1e-9, abs_tol=1e-12):
-        shown = ", ".join(f"{t:g}" for t in run.times[:12]) + (", ..." if run.n_snapshots > 12 else "")
-        print(f"tumorsim: no snapshot at t = {requested:g}; showing the nearest, t = {taken:g} (snapshots at "
-              f"{shown})", file=sys.stderr)
-    return taken
-
-
 def cmd_view(args: argparse.Namespace) -> int:
+    from solver.io.run_checks import checked_run, snapshot_time
     from solver.viz import view
 
-    run = _checked_run(args.run, field=args.field)
-    when = _snapshot_time(run, _time_arg(args.time))
+    run = checked_run(args.run, field=args.field)
+    when, note = snapshot_time(run, _time_arg(args.time))
+    if note:
+        print(f"tumorsim: {note}", file=sys.stderr)
     out = view(args.run, field=args.field, time=when, screenshot=args.screenshot,
                window_size=tuple(args.size))
     if out is not None:
@@ -331,7 +302,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if args.follow:
         return _follow(args)
-    _checked_run(args.run, series=_list_arg(args.series))
+    from solver.io.run_checks import checked_run
+
+    checked_run(args.run, series=_list_arg(args.series))
     out = plot_timeseries(args.run, args.output or _beside(args.run, "timeseries.png"),
                           series=_list_arg(args.series), logy=args.log or None)
     print(f"plot: {out}")
@@ -372,6 +345,7 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from solver.io.run_checks import checked_run
     from solver.viz import compare_runs
 
     labels = _list_arg(args.labels)
@@ -380,7 +354,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           f"in their order (e.g. --labels {','.join(f'arm{i + 1}' for i in range(len(args.runs)))}), "
                           "or none for each run's name")
     for run in args.runs:
-        _checked_run(run, series=_list_arg(args.series))
+        checked_run(run, series=_list_arg(args.series))
     out = compare_runs(args.runs, args.output, series=_list_arg(args.series),
                        labels=labels, logy=args.log or None)
     print(f"plot: {out}")
@@ -388,28 +362,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """run.h5's time series as CSV and its snapshots as .vti, each path checked before anything
-    is written (solver/io/export.py)."""
-    from solver.errors import RunFileError
-    from solver.io.export import check_csv_target, check_vti_target, export_csv, export_vti
-    from solver.io.run_file import load_run
+    from solver.io.export import export_run
 
-    if not args.csv and not args.vti:
-        raise ConfigError("export needs --csv FILE (the time series) and/or --vti DIR (the snapshots)")
-    if args.csv:
-        check_csv_target(args.csv, args.overwrite)
-    if args.vti:
-        check_vti_target(args.vti, args.overwrite)
-    try:
-        run = load_run(args.run)
-    except RunFileError as exc:  # a bad RUN path is bad input like the others: exit 2
-        raise ConfigError(str(exc)) from None
-    if args.csv:
-        path = export_csv(run, args.csv, args.overwrite)
-        print(f"csv: {path} ({run.series_time.size} records, {len(run.series)} series)")
-    if args.vti:
-        written = export_vti(run, args.vti, args.overwrite)
-        print(f"vti: {len(written)} snapshots in {args.vti} (run.pvd lists them with their times)")
+    for line in export_run(args.run, args.csv, args.vti, args.overwrite):
+        print(line)
     return 0
 
 

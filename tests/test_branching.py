@@ -68,8 +68,8 @@ def test_one_species_can_branch_and_another_field_can_be_named(source: Path, tmp
     ("[8,8,8]", branch("{src}", "last", ("T",)),
      "model.species.T.initial: the run in '{src}' has grid (6, 5, 4); this config's grid is (8, 8, 8)"),
     ("[6,5,4]", branch("{src}", "0.7", ("T",)),
-     "model.species.T.initial: the run in '{src}' has no snapshot at t = 0.7; its snapshots are at 0, 0.5, 1 "
-     "(or time: last)"),
+     ("model.species.T.initial: the run in '{src}' has no snapshot at t = 0.7; its snapshots are at 0, 0.5, 1 "
+      "(or time: last)")),
     ("[6,5,4]", ["--set", "model.species.T.initial={run: {src}, field: Q}"],
      "has no field 'Q'; its fields are T, N, L, K, M, I, A"),
     ("[6,5,4]", branch("{src}/nowhere", "last", ("T",)), "no run at '{src}/nowhere'"),

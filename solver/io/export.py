@@ -1,6 +1,7 @@
 """Exporting a run for other tools: its time series as CSV, its snapshots as VTK ImageData.
 
 Public API:
+    export_run(run_path, csv, vti, overwrite=False) -> list[str]   the `tumorsim export` command
     export_csv(run, path, overwrite=False) -> Path
         one row per record time, one column per series, each header "name [unit]"
     export_vti(run, folder, overwrite=False) -> list[Path]
@@ -26,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from solver.errors import ConfigError
-from solver.io.run_file import RunData
+from solver.errors import ConfigError, RunFileError
+from solver.io.run_file import RunData, load_run
 from solver.io.safe_files import write_file
 
 _VTK_TYPES = {np.dtype("float32"): "Float32", np.dtype("float64"): "Float64"}
@@ -37,6 +38,32 @@ def _number(value: float) -> str:
     """A value as the shortest text that reads back to the same float64."""
     return repr(float(value)) if math.isfinite(value) else ("nan" if math.isnan(value) else
                                                            ("inf" if value > 0 else "-inf"))
+
+
+def export_run(run_path: str, csv: str | None, vti: str | None, overwrite: bool = False) -> list[str]:
+    """`tumorsim export`: both paths checked before anything is written; the lines to print.
+
+    Raises:
+        ConfigError: nothing asked, a bad path, or a RUN that is not a run (bad input: exit 2).
+    """
+    if not csv and not vti:
+        raise ConfigError("export needs --csv FILE (the time series) and/or --vti DIR (the snapshots)")
+    if csv:
+        check_csv_target(csv, overwrite)
+    if vti:
+        check_vti_target(vti, overwrite)
+    try:
+        run = load_run(run_path)
+    except RunFileError as exc:  # a bad RUN path is bad input like the others
+        raise ConfigError(str(exc)) from None
+    lines = []
+    if csv:
+        path = export_csv(run, csv, overwrite)
+        lines.append(f"csv: {path} ({run.series_time.size} records, {len(run.series)} series)")
+    if vti:
+        written = export_vti(run, vti, overwrite)
+        lines.append(f"vti: {len(written)} snapshots in {vti} (run.pvd lists them with their times)")
+    return lines
 
 
 def check_csv_target(path: str | os.PathLike[str], overwrite: bool) -> Path:
