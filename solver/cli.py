@@ -1,5 +1,5 @@
-"""Command line: `tumorsim run | validate | view | animate | plot | compare | study | optimise |
-sensitivity | bench`
+"""Command line: `tumorsim run | validate | view | animate | plot | compare | export | study |
+optimise | sensitivity | bench`
 (also `python -m solver`).
 
 Errors caused by the user's input are printed as ONE line, `tumorsim: error: ...`,
@@ -14,7 +14,8 @@ checkpoint, prints the command that resumes it and exits with 128 + the signal
 number (130, 143, 138). `run --resume [CHECKPOINT|latest|auto]` continues a run (auto:
 from the latest checkpoint if there is one, else from the start: a batch job requeued
 with its own command line); `run --dry-run` prints the plan, memory, output size and a
-runtime estimate. `plot --follow` redraws a running run's time series as records arrive.
+runtime estimate. `run --resume` on a finished run says so and does nothing; `run
+--extend-to T` continues a finished run to a later end time T. `plot --follow` redraws a running run's time series as records arrive.
 `run --set KEY=VALUE` changes a config key before validation. `study STUDY.yaml` runs a
 regimen study on Dask (solver/study/); it stops the same way, with every running
 member checkpointed, and `study --resume` continues it; `optimise` and `sensitivity` run
@@ -88,23 +89,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--dry-run plans a new run; it cannot be combined with --resume")
     if args.progress_every < 0:
         raise ConfigError(f"--progress-every must be >= 0 seconds (0: no progress), got {args.progress_every:g}")
-    config = _load(args.config, args.backend, args.precision, args.set)
+    extend = args.extend_to is not None
+    if extend and (args.overwrite or args.dry_run or args.resume == "auto"):
+        raise ConfigError("--extend-to continues the finished run in --out; it cannot be combined with "
+                          "--overwrite, --dry-run or --resume auto")
+    sets = list(args.set or ())
+    if extend:  # the run's config with the later end; check_extension compares it to the checkpoint's
+        sets.append(f"time.end={args.extend_to!r}")
+        args.resume = args.resume or "latest"
+    config = _load(args.config, args.backend, args.precision, sets)
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
     if args.dry_run:
         return _dry_run(sim)
     if args.resume == "auto":
         args.resume = _resume_or_start(sim)
+    if args.resume == "latest":
+        finished = sim.finished_at("latest", extend)
+        if finished is not None:  # nothing recomputed, nothing rewritten
+            print(f"run in {sim.out_dir} is finished at t={finished:g} (time.end); nothing to do — use "
+                  "--extend-to T to continue it to a later end time T")
+            return 0
     print(
         f"tumorsim {__version__}: run {config.name!r}, grid {sim.grid.shape}, "
         f"{sim.plan.integrator.name} order {sim.plan.order}, {sim.plan.step_summary(4)}, bound set by "
         f"{sim.plan.limited_by}, to t = {config.time.end:g}"
-        + (f", resuming from {args.resume}" if args.resume is not None else "")
+        + (f", resuming from {args.resume}" if args.resume is not None and not extend else "")
+        + (", extending the run in its folder" if extend else "")
     )
     progress = Progress(sim, args.progress_every) if args.progress_every > 0 else None
     stop = StopRequest()
     try:
         with stop_on_signals(stop):
-            summary = sim.run(resume=args.resume, stop=stop, on_step=progress)
+            summary = sim.run(resume=args.resume, stop=stop, on_step=progress, extend=extend)
     except RunInterrupted as exc:
         if progress is not None:
             progress.close()
@@ -167,6 +183,8 @@ def resume_command(args: argparse.Namespace, out_dir: Path, checkpoint: Path) ->
     for option in ("backend", "precision"):
         if getattr(args, option):
             parts += [f"--{option}", getattr(args, option)]
+    if getattr(args, "extend_to", None) is not None:
+        parts += ["--extend-to", f"{args.extend_to!r}"]
     parts += ["--resume", str(checkpoint)]
     return shlex.join(parts)
 
@@ -257,13 +275,18 @@ def _final_pictures(run_file) -> list:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    from solver.io.run_checks import checked_run, snapshot_time
     from solver.viz import view
 
     if args.clim is not None and not args.clim[0] < args.clim[1]:
         raise ConfigError(f"--clim must be LO HI with LO < HI, got {args.clim[0]:g} {args.clim[1]:g}")
     if args.clim is not None and args.log and args.clim[0] <= 0:
         raise ConfigError(f"--clim LO must be > 0 with --log, got {args.clim[0]:g}")
-    out = view(args.run, field=args.field, time=_time_arg(args.time), screenshot=args.screenshot,
+    run = checked_run(args.run, field=args.field)
+    when, note = snapshot_time(run, _time_arg(args.time))
+    if note:
+        print(f"tumorsim: {note}", file=sys.stderr)
+    out = view(args.run, field=args.field, time=when, screenshot=args.screenshot,
                window_size=tuple(args.size) if args.size else None, log_scale=args.log,
                clim=tuple(args.clim) if args.clim else None)
     if out is not None:
@@ -284,6 +307,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if args.follow:
         return _follow(args)
+    from solver.io.run_checks import checked_run
+
+    checked_run(args.run, series=_list_arg(args.series))
     out = plot_timeseries(args.run, args.output or _beside(args.run, "timeseries.png"),
                           series=_list_arg(args.series), logy=args.log or None)
     print(f"plot: {out}")
@@ -324,11 +350,27 @@ def _follow(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from solver.io.run_checks import checked_run
     from solver.viz import compare_runs
 
+    labels = _list_arg(args.labels)
+    if labels is not None and len(labels) != len(args.runs):
+        raise ConfigError(f"--labels gives {len(labels)} label(s) for {len(args.runs)} run(s): give one per run, "
+                          f"in their order (e.g. --labels {','.join(f'arm{i + 1}' for i in range(len(args.runs)))}), "
+                          "or none for each run's name")
+    for run in args.runs:
+        checked_run(run, series=_list_arg(args.series))
     out = compare_runs(args.runs, args.output, series=_list_arg(args.series),
-                       labels=_list_arg(args.labels), logy=args.log or None)
+                       labels=labels, logy=args.log or None)
     print(f"plot: {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from solver.io.export import export_run
+
+    for line in export_run(args.run, args.csv, args.vti, args.overwrite):
+        print(line)
     return 0
 
 
@@ -339,6 +381,19 @@ def _beside(run: str, name: str):
 
 def _list_arg(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _end_time(text: str) -> float:
+    """--extend-to: a finite number (else a one-line usage error)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (a simulated time), got {text!r}")
+    return value
 
 
 def _time_arg(text: str):
@@ -385,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", nargs="?", const="latest", metavar="CHECKPOINT",
         help="continue the run in the output folder from a checkpoint file, 'latest' (the default), or "
              "'auto' (the latest checkpoint if there is one, else start: for batch jobs that are requeued)",
+    )
+    run.add_argument(
+        "--extend-to", type=_end_time, metavar="T",
+        help="continue the finished run in --out (from its end state) to the later end time T, as if T had "
+             "been time.end from the start; refused where the record times would not line up",
     )
     run.add_argument(
         "--dry-run", action="store_true",
@@ -439,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--labels", help="comma-separated legend labels (default: each run's name)")
     compare.add_argument("--log", action="store_true", help="logarithmic y axes")
     compare.set_defaults(func=cmd_compare)
+
+    export = sub.add_parser("export", help="a run's time series as CSV, its snapshots as VTK ImageData (.vti)")
+    export.add_argument("run", help="run folder or its run.h5")
+    export.add_argument("--csv", metavar="FILE", help="the time series: one row per record, a column per series")
+    export.add_argument("--vti", metavar="DIR", help="one .vti per snapshot (and run.pvd) in this folder")
+    export.add_argument("--overwrite", action="store_true", help="replace files of an earlier export")
+    export.set_defaults(func=cmd_export)
 
     # Studies, optimisation and sensitivity (solver/study/commands.py, Dask) are imported only
     # when one runs; their options (and those of `study report DIR`) are parsed there.

@@ -254,6 +254,8 @@ class _Converter:
             raise self.fail("indexing with [] is not allowed", _ALLOWED_SYNTAX)
         if isinstance(node, (ast.Compare, ast.BoolOp)):
             raise self.fail("a comparison is only allowed as the condition of 'a if cond else b'")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitXor):  # ^ as a power, as in most notations
+            raise self.fail("'^' is not a power here", "write powers with '**' (u**2, not u^2)")
         if isinstance(node, ast.BinOp):
             raise self.fail(f"operator {type(node.op).__name__} is not allowed", _ALLOWED_SYNTAX)
         if isinstance(node, ast.UnaryOp):

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from solver.config import FileSource, PKConfig, RunConfig, TumourSource, VesselSource
+from solver.config import FileSource, PKConfig, RunConfig, RunSource, TumourSource, VesselSource
 from solver.errors import ConfigError
 from solver.expressions import check_expression_size, parse_condition, parse_expression
 from solver.grid import AXES, BoundaryConditions
@@ -127,7 +127,7 @@ class GlobalQuantity:
     integral: bool = True
 
 
-StaticSource = sp.Expr | FileSource | VesselSource | TumourSource
+StaticSource = sp.Expr | FileSource | VesselSource | TumourSource | RunSource
 
 
 @dataclass(frozen=True)
@@ -307,6 +307,8 @@ def build_model(config: RunConfig) -> Model:
         reaction = reaction.xreplace(definitions).xreplace(param_syms)
         if reaction.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise ConfigError(f"{where}.reaction: evaluates to an infinite value (division by zero?)")
+        if "initial" not in sc.model_fields_set:  # legitimate (a drug not yet given), but often a slip
+            log.warning("species %s has no initial: starts at 0 (initial: 0 says so and silences this)", name)
         initial = sc.initial if not isinstance(sc.initial, (str, int, float)) else parse_expression(
             sc.initial, [*static_names, *map_names], f"{where}.initial"
         ).xreplace(param_syms)

@@ -164,3 +164,40 @@ def test_missing_or_malformed_run_file(tmp_path: Path) -> None:
     with pytest.raises(RunFileError, match=r"grid \(3, 3, 3\) differs from grid_shape \(7, 5, 4\)"):
         write_xdmf(tmp_path / "bad.h5")
     assert not (tmp_path / "bad.xdmf").exists()
+
+
+def test_a_real_run_on_a_non_cubic_grid_opens_in_vtk_with_the_axes_the_sidecar_states(tmp_path: Path) -> None:
+    """The sidecar of a run the solver wrote (RunWriter's HDF5 format, not h5py's default): its
+    Dimensions, Origin and Spacing are listed slowest axis first (the file's x, y, z), and
+    VTK's XDMF reader, as ParaView's, reads every field and map of it exactly, with its X axis
+    the solver's z. (HDF5 2.0's newest format made VTK's HDF5 1.14 read garbage.)"""
+    from_numpy = pytest.importorskip("vtkmodules.util.numpy_support")
+    from solver import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: axes\nprecision: float32\n"
+        "grid: {shape: [6, 5, 4], spacing: [1.0, 2.0, 3.0]}\n"
+        "time: {end: 0.2, integrator: explicit}\noutput: {snapshot_every: 0.1, pictures: false}\n"
+        "model:\n  parameters: {D: 0.1}\n  maps: {w: 'x + 10*y + 100*z'}\n"
+        "  species:\n    u: {diffusion: D, reaction: '0.0', initial: 'x + 10*y + 100*z'}\n",
+        encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(config), "--out", str(out), "--progress-every", "0"]) == 0
+    grid = ET.parse(out / "run.xdmf").getroot().find("Domain/Grid/Grid")
+    assert grid.find("Topology").get("Dimensions") == "6 5 4"  # slowest first: x, y, z as stored
+    origin, spacing = (item.text.split() for item in grid.find("Geometry").findall("DataItem"))
+    assert [float(v) for v in origin] == [0.5, 1.0, 1.5] and [float(v) for v in spacing] == [1.0, 2.0, 3.0]
+    with h5py.File(out / "run.h5", "r") as fh:
+        snapshots, w = fh["fields/u"][()], fh["maps/w"][()]
+    steps = _read_all_steps(out / "run.xdmf")
+    assert len(steps) == len(snapshots) == 3
+    for index, (_, image) in enumerate(steps):
+        assert image.GetDimensions() == (4, 5, 6)  # VTK's X is the fastest index: the solver's z
+        assert image.GetOrigin() == (1.5, 1.0, 0.5) and image.GetSpacing() == (3.0, 2.0, 1.0)
+        values = from_numpy.vtk_to_numpy(image.GetPointData().GetArray("u"))
+        np.testing.assert_array_equal(values.reshape(6, 5, 4), snapshots[index])
+        # the point at VTK (X, Y, Z) holds the solver's value at x = Z, y = Y, z = X
+        x, y, z = image.GetPoint(1)[::-1]
+        assert abs(values[1] - (x + 10 * y + 100 * z)) < 1e-3 * (x + 10 * y + 100 * z)
+        np.testing.assert_array_equal(from_numpy.vtk_to_numpy(image.GetPointData().GetArray("w")).reshape(6, 5, 4), w)

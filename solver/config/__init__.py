@@ -11,7 +11,7 @@ Public API:
         OutputConfig, CheckpointConfig, ModelConfig, SpeciesConfig, ChemotaxisConfig,
         SystemicConfig, PKConfig, AgentConfig, DiagnosticConfig, DoseConfig
     Static sources (solver/config/sources.py): Source, FileSource, VesselSource,
-        TumourSource and their typed options
+        TumourSource, RunSource and their typed options
     normalise_boundary(spec)            (solver/config/boundary.py)
 
 Modules: types (value types), sources, boundary, sections (the schema), messages
@@ -47,6 +47,7 @@ from solver.config.sources import (
     FileVessels,
     NecroticCoreVessels,
     NetworkVessels,
+    RunSource,
     Source,
     SphereTumour,
     TumourSource,
@@ -60,7 +61,7 @@ __all__ = [
     "DEFAULT_CHECKPOINTS", "FACE_KINDS", "RESERVED_NAMES", "AgentConfig", "CheckpointConfig",
     "ChemotaxisConfig", "DiagnosticConfig", "DoseConfig", "EllipsoidTumour", "FileSource",
     "FileVessels", "GridConfig", "ModelConfig", "NecroticCoreVessels", "NetworkVessels",
-    "OutputConfig", "Override", "PKConfig", "RunConfig", "Source", "SpeciesConfig", "SphereTumour",
+    "OutputConfig", "Override", "PKConfig", "RunConfig", "RunSource", "Source", "SpeciesConfig", "SphereTumour",
     "SystemicConfig", "TimeConfig", "TumourSource", "UniformVessels", "VesselSource",
     "apply_overrides", "builtin_config_path", "check_name", "load_config", "normalise_boundary",
     "parse_config", "parse_key", "parse_override", "read_config_file", "tumour_options", "vessel_options",

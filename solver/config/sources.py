@@ -5,6 +5,7 @@ Public API:
     FileSource             {file: PATH, dataset: NAME}: an array read from .npy or .h5
     VesselSource           {vessels: {kind: ..., options}}: a generated vessel map
     TumourSource           {tumour: {kind: ..., options}}: an initial tumour shape
+    RunSource              {run: DIR, time: last | T, field: NAME}: a snapshot of another run
     VesselOptions          UniformVessels | NetworkVessels | NecroticCoreVessels | FileVessels
     TumourOptions          SphereTumour | EllipsoidTumour
     vessel_options(data), tumour_options(data)   validate options given as a mapping
@@ -39,6 +40,17 @@ class FileSource(_Section):
 
     file: str
     dataset: str | None = None
+
+
+class RunSource(_Section):
+    """A species' field from a snapshot of an earlier run: {run: DIR, time: last | T} (a branch).
+
+    `field` names the run's field to read (default: the species' own name); `time` must be
+    a snapshot time of that run exactly, or `last`."""
+
+    run: str
+    time: Literal["last"] | Number = "last"
+    field: str | None = None
 
 
 class UniformVessels(_Section):
@@ -136,7 +148,7 @@ class TumourSource(_Section):
     tumour: TumourOptions
 
 
-_SOURCE_KEYS = {"file": "<file>", "vessels": "<vessels>", "tumour": "<tumour>"}
+_SOURCE_KEYS = {"file": "<file>", "vessels": "<vessels>", "tumour": "<tumour>", "run": "<run>"}
 
 
 def _source_kind(value: Any) -> str:
@@ -144,6 +156,8 @@ def _source_kind(value: Any) -> str:
         return "<file>"
     if isinstance(value, (VesselSource, TumourSource)):
         return "<vessels>" if isinstance(value, VesselSource) else "<tumour>"
+    if isinstance(value, RunSource):
+        return "<run>"
     if isinstance(value, dict):
         for key, tag in _SOURCE_KEYS.items():
             if key in value:
@@ -158,7 +172,8 @@ Source = Annotated[
     Annotated[Expression, Tag("<expression>")]
     | Annotated[FileSource, Tag("<file>")]
     | Annotated[VesselSource, Tag("<vessels>")]
-    | Annotated[TumourSource, Tag("<tumour>")],
+    | Annotated[TumourSource, Tag("<tumour>")]
+    | Annotated[RunSource, Tag("<run>")],
     Discriminator(_source_kind),
 ]
 

@@ -8,7 +8,7 @@ Public API:
     build_static_fields(model, grid, dtype) -> StaticFields   refuses values the dtype cannot hold
                                                 and negative initial values of nonnegative species
     check_fits_dtype(values, dtype, where)
-    evaluate_source(source, grid, maps, where, base_dir) -> ndarray (float64)
+    evaluate_source(source, grid, maps, where, base_dir, model, name=None) -> ndarray (float64)
 
 A Simulation builds its StaticFields once and hands them to everything that needs them
 (the run plan and stability bound, the integrator, the checkpoint's map hash, the
@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from solver.config.sources import FileSource, TumourSource, VesselSource
+from solver.config.sources import FileSource, RunSource, TumourSource, VesselSource
 from solver.errors import ConfigError
 from solver.fields.array_files import read_array
+from solver.fields.run_snapshots import read_snapshot
 from solver.fields.tumour_shapes import generate_tumour
 from solver.fields.vessels import generate_vessels
 from solver.grid import Grid
@@ -56,7 +57,7 @@ def build_static_fields(model: Model, grid: Grid, dtype: np.dtype | type) -> Sta
     initial = np.empty((len(model.species),) + grid.shape, dtype=dtype)
     for i, s in enumerate(model.species):
         where = f"model.species.{s.name}.initial"
-        values = evaluate_source(s.initial, grid, maps, where, model.base_dir, model)
+        values = evaluate_source(s.initial, grid, maps, where, model.base_dir, model, name=s.name)
         check_fits_dtype(values, dtype, where)
         if s.nonnegative and values.min() < 0:
             cell = tuple(int(c) for c in np.unravel_index(int(np.argmin(values)), values.shape))
@@ -77,13 +78,22 @@ def check_fits_dtype(values: np.ndarray, dtype: np.dtype | type, where: str) -> 
 
 
 def evaluate_source(
-    spec: StaticSource, grid: Grid, maps: np.ndarray | None, where: str, base_dir: Path, model: Model
+    spec: StaticSource, grid: Grid, maps: np.ndarray | None, where: str, base_dir: Path, model: Model,
+    name: str | None = None,
 ) -> np.ndarray:
-    """One static field on the grid, float64: a file, a generated vessel map or tumour,
-    or an expression of x, y, z (and, for initial fields, of the maps)."""
+    """One static field on the grid, float64: a file, a generated vessel map or tumour, a
+    snapshot of another run (initial fields of species `name` only), or an expression of
+    x, y, z (and, for initial fields, of the maps)."""
     if isinstance(spec, FileSource):
         path = Path(spec.file).expanduser()
         return read_array(path if path.is_absolute() else base_dir / path, grid.shape, spec.dataset, what=where)
+    if isinstance(spec, RunSource):
+        if name is None:
+            raise ConfigError(f"{where}: {{run: ...}} gives a species its initial field from another run; a map "
+                              "cannot come from one (use {file: DIR/run.h5, dataset: maps/NAME})")
+        path = Path(spec.run).expanduser()
+        return read_snapshot(path if path.is_absolute() else base_dir / path, spec.field or name, spec.time,
+                             grid.shape, what=where)
     if isinstance(spec, VesselSource):
         return generate_vessels(grid, spec.vessels, base_dir)
     if isinstance(spec, TumourSource):

@@ -3,6 +3,8 @@
 Public API:
     Checkpoint                          what a checkpoint holds (host copies)
     write_checkpoint(folder, checkpoint, keep) -> Path
+    write_final_checkpoint(folder, checkpoint) -> Path   final-<step>.h5: the state at the end time
+    final_checkpoint(folder) -> Path | None
     read_checkpoint(path) -> Checkpoint
     find_checkpoint(folder, which) -> Path      "latest" or a path (or a file name in folder)
     list_checkpoints(folder) -> list[Path]      oldest first (by step)
@@ -88,7 +90,11 @@ _DIGEST_MAGIC = b"tumorsim-checkpoint sha256 "
 # lower dt or safety factor); the continuation is then not bit-identical, and says so.
 STEP_SIZE_KEYS = ("dt", "time.dt", "time.safety")
 _NAME_RE = re.compile(r"^checkpoint-(\d{12})\.h5$")
-_PARTIAL_RE = re.compile(r"^\.checkpoint-\d{12}\.h5\.\d+\.tmp$")
+_PARTIAL_RE = re.compile(r"^\.(checkpoint|final)-\d{12}\.h5\.\d+\.tmp$")
+# final-<step>.h5: the state at the run's end time, written when the run ends, beside the
+# numbered checkpoints but not among them (their `keep` is about the run's progress);
+# "latest" is the highest step of either, and --extend-to continues it.
+_FINAL_RE = re.compile(r"^final-(\d{12})\.h5$")
 # Output keys that change neither the steps taken nor the values computed.
 _OUTPUT_KEYS_WITHOUT_EFFECT = ("dir", "check_every", "compression", "pictures", "checkpoint")
 
@@ -207,7 +213,8 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
 
 
 def find_checkpoint(folder: str | Path, which: str | Path) -> Path:
-    """The checkpoint to resume from: "latest" (highest step in `folder`) or a path.
+    """The checkpoint to resume from: "latest" (highest step in `folder`, the end state
+    final-<step>.h5 included) or a path.
 
     A path that does not exist as given is also looked up by name inside `folder`.
 
@@ -216,7 +223,7 @@ def find_checkpoint(folder: str | Path, which: str | Path) -> Path:
     """
     folder = Path(folder)
     if str(which) == "latest":
-        found = list_checkpoints(folder)
+        found = sorted([*list_checkpoints(folder), *_finals(folder)], key=_step_of)
         if not found:
             raise CheckpointError(
                 f"--resume latest: no checkpoint in {str(folder)!r}; a run writes them as "
@@ -246,8 +253,11 @@ def remove_partial_writes(folder: str | Path) -> list[Path]:
 
 
 def remove_checkpoints(folder: str | Path, after_step: int | None = None) -> list[Path]:
-    """Delete the checkpoints in `folder` (only those after `after_step`, when given)."""
+    """Delete the checkpoints in `folder` (only those after `after_step`, when given) and
+    the end state final-<step>.h5 in any case: a resumed or new run is no longer there."""
     removed = []
+    for final in _finals(Path(folder)):
+        final.unlink(missing_ok=True)
     for p in list_checkpoints(folder):
         step = int(_NAME_RE.match(p.name).group(1))  # type: ignore[union-attr]
         if after_step is None or step > after_step:
@@ -360,7 +370,51 @@ def write_checkpoint(folder: str | Path, checkpoint: Checkpoint, keep: int) -> P
             full); the temporary is removed and earlier checkpoints are untouched.
     """
     folder = Path(folder)
-    final = folder / checkpoint_name(checkpoint.step)
+    final = _write_as(folder / checkpoint_name(checkpoint.step), checkpoint)
+    for old in list_checkpoints(folder)[:-keep]:
+        if old != final:
+            old.unlink(missing_ok=True)
+    log.info("checkpoint at t = %.6g (step %d): %s", checkpoint.t, checkpoint.step, final)
+    return final
+
+
+def write_final_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> Path:
+    """Write the state at the run's end time as `folder`/final-<step>.h5 (atomically, outside the
+    numbered checkpoints and their `keep`), for `--extend-to`; return its path.
+
+    Raises:
+        SimulationError: as write_checkpoint.
+    """
+    folder = Path(folder)
+    earlier = _finals(folder)
+    final = _write_as(folder / f"final-{checkpoint.step:012d}.h5", checkpoint)
+    for old in earlier:  # one end state: this run's
+        if old != final:
+            old.unlink(missing_ok=True)
+    log.info("final state at t = %.6g (step %d): %s", checkpoint.t, checkpoint.step, final)
+    return final
+
+
+def final_checkpoint(folder: str | Path) -> Path | None:
+    """`folder`/final-<step>.h5 when the run wrote one at its end time, else None."""
+    found = _finals(Path(folder))
+    return found[-1] if found else None
+
+
+def _finals(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _FINAL_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _step_of(path: Path) -> int:
+    match = _NAME_RE.match(path.name) or _FINAL_RE.match(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def _write_as(final: Path, checkpoint: Checkpoint) -> Path:
+    folder = final.parent
     temporary = folder / f".{final.name}.{os.getpid()}.tmp"
     previous = list_checkpoints(folder)
     try:
@@ -382,10 +436,6 @@ def write_checkpoint(folder: str | Path, checkpoint: Checkpoint, keep: int) -> P
             ) from None
         raise
     checkpoint.path = final
-    for old in list_checkpoints(folder)[:-keep]:
-        if old != final:
-            old.unlink(missing_ok=True)
-    log.info("checkpoint at t = %.6g (step %d): %s", checkpoint.t, checkpoint.step, final)
     return final
 
 

@@ -21,7 +21,8 @@ Layout:
                      dose_times_json, resumed_json (a list, one entry per resume),
                      run_hash (its physics and maps: solver/io/checkpoint.run_hash) that
                      its checkpoints must match; text attributes as fixed-length UTF-8
-    HDF5's newest format (libver "latest"): its metadata carries checksums too
+    HDF5's v110-v114 format (libver ("v110", "v114")): its metadata carries checksums too,
+    and the HDF5 1.14 inside ParaView and VTK reads it (HDF5 2.0's newest format it cannot)
     run.xdmf beside the file (solver/io/xdmf.py) for ParaView
 
 Live reading: the writer keeps the file in SWMR mode, so readers opening it with

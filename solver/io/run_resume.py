@@ -62,10 +62,13 @@ def resume_run_file(
     note: dict[str, Any],
     units: dict[str, str],
     run_hash: str,
+    replaced: dict[str, Any] | None = None,
 ) -> RunWriter:
     """run.h5 of the checkpointed run, cut to the checkpoint's records, open for appending.
 
-    `note` is appended to the JSON list in the `resumed_json` attribute.
+    `note` is appended to the JSON list in the `resumed_json` attribute. `replaced`: root
+    attributes given new values (a run extended to a later end: its config_json and
+    run_hash), the attributes' digest computed again over them.
 
     Raises:
         RunFileError: see the module docstring; the old file is left as it was.
@@ -103,7 +106,7 @@ def resume_run_file(
             raise RunFileError(f"cannot resume: cannot create {str(temporary)!r}: {as_os_error(exc, temporary).strerror}")\
                 from None
         try:
-            _copy(old, new, n_series, n_snapshots, note, path)
+            _copy(old, new, n_series, n_snapshots, note, path, replaced or {})
             new.flush()
         except BaseException:
             _drop(new)
@@ -181,7 +184,8 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _copy(old: Any, new: Any, n_series: int, n_snapshots: int, note: dict[str, Any], path: Path) -> None:
+def _copy(old: Any, new: Any, n_series: int, n_snapshots: int, note: dict[str, Any], path: Path,
+          replaced: dict[str, Any]) -> None:
     """Every attribute, map and record up to the checkpoint's counts, from old into new.
 
     Snapshot chunks are read decoded (their checksums verified) and copied as stored bytes.
@@ -209,6 +213,9 @@ def _copy(old: Any, new: Any, n_series: int, n_snapshots: int, note: dict[str, A
     write(lambda: [new.attrs.__setitem__(key, _attr(_text(v) if isinstance(v, (bytes, str)) else v))
                    for key, v in attrs.items()])
     digest = read(lambda: old[ATTRIBUTES_DIGEST][()])
+    if replaced:
+        write(lambda: [new.attrs.__setitem__(key, _attr(v)) for key, v in replaced.items()])
+        digest = attributes_digest(dict(new.attrs))
     write(lambda: new.create_dataset(ATTRIBUTES_DIGEST, data=digest, chunks=(32,), fletcher32=True))
     for group_name, n in (("fields", n_snapshots), ("maps", None), ("timeseries", n_series)):
         source = read(lambda g=group_name: old[g])

@@ -36,7 +36,10 @@ from solver.text import first_line
 
 log = logging.getLogger(__name__)
 
-LIBVER = "latest"  # object headers, B-trees and the superblock checksummed; needed for SWMR
+# The v110 format at least (object headers, B-trees and the superblock checksummed; needed for
+# SWMR), and no newer than v114: HDF5 2.0 writes layout messages that the HDF5 1.14 inside
+# ParaView and VTK cannot decode ("bad version number for layout message").
+LIBVER = ("v110", "v114")
 _SERIES_FLUSH_SECONDS = 1.0  # readers see time-series records at most this late
 _H5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
 
@@ -138,12 +141,16 @@ class RunWriter:
                 if self.units.get(name):
                     fields[name].attrs["units"] = _attr(self.units[name])
             fields.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,), fletcher32=True)
+            if self.units.get("time"):  # the time unit on both time axes, so exports can label them
+                fields["time"].attrs["units"] = _attr(self.units["time"])
             group = file.create_group("maps")
             for name, array in (maps or {}).items():
                 group.create_dataset(name, data=array, chunks=grid.shape, fletcher32=True, **comp)
             timeseries = file.create_group("timeseries", track_order=True)
             timeseries.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,),
                                       fletcher32=True)
+            if self.units.get("time"):
+                timeseries["time"].attrs["units"] = _attr(self.units["time"])
             for name in series:
                 ds = timeseries.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,),
                                                fletcher32=True)

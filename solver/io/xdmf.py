@@ -21,12 +21,17 @@ Values are placed at the cell centres, as points (Center="Node"), the same conve
 ((i + 1/2) hx, (j + 1/2) hy, (k + 1/2) hz). The outermost half cell of the domain is
 therefore outside the drawn box.
 
-Axis order: XDMF reads an array with its LAST index varying fastest and calls that axis X.
-The run file stores (x, y, z) in C order, so its fastest index is the solver's z. Readers
-therefore show the solver's z along their X axis and the solver's x along their Z axis
-(the mesh is a transpose of the solver's, with distances and values exact). The
-Dimensions, Origin and Spacing listed here follow the file's own order (x, y, z), which
-XDMF reads as (Z, Y, X); nothing is swapped by hand.
+Axis order: XDMF lists Dimensions slowest axis first and reads an array with its LAST
+index varying fastest, calling that axis X; VTK's reader (ParaView's) reads the Origin and
+Spacing of ORIGIN_DXDYDZ in that same slowest-first order (checked with VTK's reader in
+tests/test_xdmf.py). The run file stores (x, y, z) in C order, so its fastest index is the
+solver's z, and the sidecar lists Dimensions, Origin and Spacing in the file's order
+(x, y, z). Readers therefore show the solver's z along their X axis and the solver's x
+along their Z axis: the mesh is the transpose of the solver's, with distances and values
+exact. No ordering of Dimensions, Origin or Spacing can change that: a structured mesh's
+X is its array's fastest index, and XDMF has no way to transpose an HDF5 dataset without a
+copy ("nz ny nx" would describe the values in the wrong order). For the solver's own axes
+in ParaView, `tumorsim export RUN --vti DIR` writes each snapshot with x fastest.
 
 The file is written to a temporary name in the same folder and renamed into place, so a
 reader never sees half a sidecar.

@@ -7,6 +7,7 @@ Public API:
         .dt, .dt_bound, .limited_by, .snapshot_times, .series_times, .dose_times
         .estimated_steps, .max_change, .events
     make_plan(config, model, grid, static) -> RunPlan
+    record_times(end, snapshot_every, series_every) -> (snapshots, series, series interval)
     steps_for(dt, events) -> int    equal steps of at most dt landing on every event
     integrator_dt(time, bound, events) -> float   dt of an integrator with this bound
 
@@ -111,6 +112,16 @@ def integrator_dt(time: TimeConfig, bound: StepBound, events: list[float]) -> fl
     return dt
 
 
+def record_times(end: float, snapshot_every: float | None, series_every: float | None
+                 ) -> tuple[list[float], list[float], float]:
+    """(snapshot times, time-series record times, series interval) of a run to `end`; the
+    intervals default to end/10 and min(snapshot interval, end/100)."""
+    snap_every = snapshot_every or end / 10
+    series_every = series_every or min(snap_every, end / 100)
+    check_records(end, snap_every, series_every)  # before the lists are built
+    return output_times(end, snap_every), output_times(end, series_every), series_every
+
+
 def make_plan(config: RunConfig, model: Model, grid: Grid, static: StaticFields) -> RunPlan:
     """The plan of this config, from its (already built) static fields.
 
@@ -126,11 +137,7 @@ def make_plan(config: RunConfig, model: Model, grid: Grid, static: StaticFields)
     order, rtol, atol = _accuracy(time, choice, model, static)
     dt = choose_dt(time, choice.bound)
     end = time.end
-    snap_every = config.output.snapshot_every or end / 10
-    series_every = config.output.series_every or min(snap_every, end / 100)
-    check_records(end, snap_every, series_every)  # before the lists are built
-    snaps = output_times(end, snap_every)
-    series = output_times(end, series_every)
+    snaps, series, series_every = record_times(end, config.output.snapshot_every, config.output.series_every)
     if not math.isfinite(dt):  # nothing limits dt (no transport, no rates): one step per record
         dt = series_every
     check_steps(end, dt, "as configured" if time.dt != "auto" else f"auto: set by {choice.bound.limited_by}")

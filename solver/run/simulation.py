@@ -38,7 +38,7 @@ from solver.backends.base import Backend
 from solver.backends.registry import get_backend
 from solver.config import RunConfig
 from solver.diagnostics import DiagnosticsEvaluator
-from solver.errors import CheckpointError, RunInterrupted, SimulationError, TumorsimError
+from solver.errors import RunInterrupted, SimulationError, TumorsimError
 from solver.fields.static import StaticFields, build_static_fields
 from solver.grid import Grid
 from solver.integrators import make_integrator
@@ -49,16 +49,13 @@ from solver.io.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
     array_sha256,
-    config_differences,
     config_hash,
-    find_checkpoint,
-    only_step_size,
     physics_config,
-    read_checkpoint,
     remove_checkpoints,
     remove_partial_writes,
     run_hash,
     write_checkpoint,
+    write_final_checkpoint,
 )
 from solver.io.lock import FolderLock
 from solver.io.run_file import RUN_FILE
@@ -68,6 +65,7 @@ from solver.io.run_writer import RunWriter
 from solver.io.safe_files import write_file
 from solver.io.xdmf import write_xdmf
 from solver.model import build_model
+from solver.run import continuation
 from solver.run.clock import CheckpointClock
 from solver.run.guard import check_record, check_state
 from solver.run.plan import RunPlan, log_choice, make_plan
@@ -282,9 +280,15 @@ class Simulation:
         return out
 
     def units(self) -> dict[str, str]:
-        """Units of every field and time series, for the HDF5 `units` attributes."""
+        """Units of every field and time series (and "time": the time unit), for the HDF5 `units`
+        attributes."""
         out = {s.name: s.units for s in self.model.species}
         out.update({f"{k}_{s.name}": s.units for s in self.model.species for k in ("min", "max")})
+        length = self.grid.length_unit
+        # total_<s> is the integral over the domain: the density's unit times a volume
+        out.update({f"total_{s.name}": f"{s.units}*{length}^3" if length else "" for s in self.model.species
+                    if s.units})
+        out["time"] = self.config.time.unit
         out.update(self.series_names())
         out.update({d.name: d.units for d in self.model.diagnostics})
         return {k: v for k, v in out.items() if v}
@@ -329,60 +333,21 @@ class Simulation:
         physics["dt"] = self.plan.dt  # set by the config and, through the bound, by the initial fields
         return physics
 
-    def load_checkpoint(self, folder: Path, which: str | Path, backend: Backend) -> Checkpoint:
-        """Find, read and check the checkpoint to resume from (nothing is changed on disk).
+    def load_checkpoint(self, folder: Path, which: str | Path, backend: Backend, extend: bool = False) -> Checkpoint:
+        """Find, read and check the checkpoint to resume from (solver/run/continuation.py)."""
+        return continuation.load_checkpoint(self, folder, which, backend, extend)
 
-        Raises:
-            CheckpointError: none found, unreadable, or not from this config: the message
-                names the keys that differ.
-        """
-        path = find_checkpoint(folder / CHECKPOINT_DIR, which)
-        checkpoint = read_checkpoint(path)
-        differences = config_differences(checkpoint.physics, self._physics())
-        if differences and only_step_size(differences):  # e.g. after a blow-up, with a lower dt
-            log.warning("resuming with another step size (%s): the continuation is not bit-identical to an "
-                        "uninterrupted run", "; ".join(differences))
-        elif differences:
-            shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} was written with a config whose physics differs: {shown}; "
-                "resume with the config it was written with"
-            )
-        if checkpoint.species != self.model.names or checkpoint.fields.shape != (len(self.model.names), *self.grid.shape) \
-                or checkpoint.fields.dtype != self.dtype:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} holds fields {checkpoint.species} of shape {checkpoint.fields.shape} "
-                f"({checkpoint.fields.dtype}); this config has {self.model.names} on {self.grid.shape} ({self.dtype})"
-            )
-        if checkpoint.maps_sha256 != array_sha256(self.maps):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r}: the static maps ({', '.join(self.model.map_names)}) differ from those "
-                "the run started with (was a map file changed?)"
-            )
-        events = self.plan.events
-        if not 0 <= checkpoint.next_event <= len(events) or (
-            checkpoint.next_event < len(events) and checkpoint.t > events[checkpoint.next_event]
-        ):
-            raise CheckpointError(f"checkpoint {str(path)!r} is inconsistent: t = {checkpoint.t} at record "
-                                  f"{checkpoint.next_event} of {len(events)}")
-        try:
-            SystemicRuntime(self.model).set_state(checkpoint.systemic)
-            DiagnosticsEvaluator(self.model, self.grid, backend, self.dtype).set_state(checkpoint.diagnostics)
-        except ValueError as exc:
-            raise CheckpointError(f"checkpoint {str(path)!r}: {exc}") from None
-        if checkpoint.tumorsim_version != __version__:
-            log.warning("checkpoint written by tumorsim %s, resuming with %s: the continuation may not be "
-                        "bit-identical", checkpoint.tumorsim_version, __version__)
-        if checkpoint.backend != backend.name:
-            log.warning("checkpoint written on %s, resuming on %s: the continuation is the same physics but "
-                        "not bit-identical to an uninterrupted run", checkpoint.backend, backend.name)
-        return checkpoint
+    def finished_at(self, which: str | Path = "latest", extend: bool = False) -> float | None:
+        """The end time when the output folder holds this run finished, else None
+        (solver/run/continuation.py)."""
+        return continuation.finished_at(self, which, extend)
 
     def run(
         self,
         resume: str | Path | None = None,
         stop: StopRequest | None = None,
         on_step: Callable[[FieldState], None] | None = None,
+        extend: bool = False,
     ) -> RunSummary:
         """Step to the end time, writing snapshots, time series and checkpoints; return a summary.
 
@@ -395,6 +360,9 @@ class Simulation:
             stop: checked after every step; when set, a checkpoint is written and
                 RunInterrupted raised (see stop_on_signals).
             on_step: called with the FieldState after every step (progress display).
+            extend: continue the run of `resume` ("latest": final-<step>.h5, the state at its
+                end time, when there is one) to this config's later time.end (check_extension);
+                run.h5 and config.yaml then describe the run to the new end.
 
         Raises:
             RunInterrupted: stopped on request, after writing a checkpoint.
@@ -404,14 +372,14 @@ class Simulation:
                 scalars or diagnostics blew up (the last good checkpoint is named).
         """
         try:
-            return self._run(resume, stop, on_step)
+            return self._run(resume, stop, on_step, extend)
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
 
     def _run(self, resume: str | Path | None, stop: StopRequest | None,
-             on_step: Callable[[FieldState], None] | None) -> RunSummary:
+             on_step: Callable[[FieldState], None] | None, extend: bool = False) -> RunSummary:
         cfg, plan, grid = self.config, self.plan, self.grid
         backend = get_backend(cfg.backend)  # a missing GPU fails before anything is written
         self.check_device_memory(backend)
@@ -419,7 +387,7 @@ class Simulation:
         if resume is not None:
             folder = resume_run_folder(self.out_dir)
             self._lock = claim_run_folder(folder, new_run=False, overwrite=False)
-            checkpoint = self.load_checkpoint(folder, resume, backend)
+            checkpoint = self.load_checkpoint(folder, resume, backend, extend)
         else:
             folder = prepare_run_folder(self.out_dir, self.overwrite)
             self._lock = claim_run_folder(folder, new_run=True, overwrite=self.overwrite)
@@ -431,8 +399,17 @@ class Simulation:
             diagnostics.set_state(checkpoint.diagnostics)
             note = {"t": checkpoint.t, "step": checkpoint.step, "checkpoint": str(checkpoint.path),
                     "backend": backend.name, "device": backend.device, "tumorsim_version": __version__}
+            replaced = None
+            if extend:  # run.h5 and config.yaml become those of the run to the new end
+                note["extended_to"] = cfg.time.end
+                replaced = {k: v for k, v in self._attrs(backend).items()
+                            if k in ("config_json", "run_hash", "dose_times_json")}
             writer = resume_run_file(folder / RUN_FILE, names, self.record_names(), checkpoint.n_series,
-                                     checkpoint.n_snapshots, checkpoint.t, note, self.units(), checkpoint.run_hash)
+                                     checkpoint.n_snapshots, checkpoint.t, note, self.units(), checkpoint.run_hash,
+                                     replaced)
+            if extend:
+                resolved = cfg.model_dump(mode="json")
+                write_file(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False).encode("utf-8"))
             stale = remove_checkpoints(checkpoints, after_step=checkpoint.step)
             if stale:
                 log.warning("removed %d checkpoint(s) after the one resumed from (their records in %s are gone)",
@@ -453,7 +430,7 @@ class Simulation:
         keep = cfg.output.checkpoint.keep if cfg.output.checkpoint else 1
         clock = CheckpointClock(cfg.output.checkpoint, state.fields.t, state.fields.step)
 
-        def save(next_event: int, reason: str) -> Path:
+        def save(next_event: int, reason: str, final: bool = False) -> Path:
             with self._writing(writer, state.fields.t):
                 writer.fsync()  # run.h5 on disk holds every record the checkpoint counts
             self._checked(state, record_peak=False)  # never checkpoint a state that blew up
@@ -471,7 +448,8 @@ class Simulation:
                 reason=reason, tumorsim_version=__version__, config_hash=physics_hash,
                 run_hash=run_hash(physics, maps_hash),
             )
-            self.last_checkpoint = write_checkpoint(checkpoints, ck, keep)
+            self.last_checkpoint = (write_final_checkpoint(checkpoints, ck) if final
+                                    else write_checkpoint(checkpoints, ck, keep))
             clock.reset(f.t, f.step)
             return self.last_checkpoint
 
@@ -521,6 +499,8 @@ class Simulation:
                             path = save(i + 1, "periodic")
                             if stop:  # the signal came while that checkpoint was written
                                 raise interrupted(i + 1, written=path)
+                if cfg.output.checkpoint is not None:  # the end state, which --extend-to continues
+                    save(len(events), "end", final=True)
         except RunInterrupted as exc:  # a second signal arrives without a checkpoint of its own
             if exc.checkpoint is None:
                 exc.checkpoint = self.last_checkpoint
