@@ -245,12 +245,12 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
     assert module.main([*common, "--reference"]) == 0
     (checked,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()
     # the reference is 20x tighter in rtol: more steps, and the defaults' fields within the
-    # stated tolerance of it (FIELD_TOLERANCE 6 %, BURDEN_TOLERANCE 0.15 %; measured at this
+    # stated tolerance of it (FIELD_TOLERANCE 8 %, BURDEN_TOLERANCE 2.5 %; measured at this
     # size, 8 days: largest L 4.9 %, I 3.2 %, K 1.7 %, burden 0.024 %)
     assert checked["reference_steps"] > 1.5 * checked["steps"]
     errors = checked["errors"]
     assert checked["within_tolerance"] and max(errors.values()) <= FIELD_TOLERANCE, errors
-    assert errors["burden"] < 5e-4, errors  # well inside BURDEN_TOLERANCE at this size
+    assert errors["burden"] < 5e-4 and max(errors.values()) < 0.06, errors  # as measured, a margin above
     assert checked["steps"] == result["steps"]  # the same run, stepped beside the reference
     out = capsys.readouterr().out
     assert "one imex step = " in out and "(target is for 256^3 x 10 um, 21 days, GPU)" in out

@@ -253,8 +253,11 @@ CASES = [
          link(".tumorsim.lock"), args=(*RUN, "--overwrite")),
     Case("run into a folder holding a run", 1, 1, ("already holds a run (run.h5)", "--overwrite")),
     # 2: full disk (a real tmpfs: tests/test_reliability.py; here what a resume refuses)
+    # from the first checkpoint: a resume that rewrites run.h5 (one of the finished run
+    # from its end state has nothing to rewrite, and says so)
     Case("resume on a disk too full to rewrite run.h5", 2, 1, ("cannot resume: rewriting", "free"),
-         "full disk", args=RESUME),
+         lambda f: _first_checkpoint_as(f, "out/first.h5") or _fill_disk_under(f),
+         args=(*RUN, "--resume", "out/first.h5")),
     Case("output folder cannot be created", 2, 1, ("cannot create output folder",),
          args=(*RUN[:3], "config.yaml/sub", *RUN[4:])),
     # 3: work a config can cause
@@ -487,6 +490,12 @@ def _assert_no_checkpoint_blew_up(out: Path) -> None:
         assert np.isfinite(ck.systemic["y"]).all() and np.isfinite(ck.fields).all()
     with h5py.File(out / "run.h5", "r", swmr=True) as f:
         assert np.isfinite(f["timeseries/X"][()]).all()
+
+
+def _first_checkpoint_as(folder: Path, name: str) -> None:
+    from solver.io.checkpoint import list_checkpoints
+
+    shutil.copy2(list_checkpoints(folder / "out" / "checkpoints")[0], folder / name)
 
 
 def _fill_disk_under(folder: Path) -> Callable[[], None]:

@@ -59,9 +59,12 @@ def combination_against_reference():
 
 def test_the_arms_behave_as_stated() -> None:
     # The four shipped arms (same tissue, treatment only differs), day 21, on this 8^3
-    # grid of the same domain (2-core CPU, float32), default settings: the differences
-    # between arms (0.3 % and more) are above the burden error they leave (0.13 % against
-    # the reference at 10 days). Measured: untreated
+    # grid of the same domain (2-core CPU, float32), default settings. The arms share
+    # their tissue, their steps until the treatments differ, and so most of their error:
+    # the burden error the defaults leave on the combination arm is 0.13 % at 10 days
+    # against a converged reference, below the smallest difference asserted (0.4 %,
+    # combination against Bliss; docs/numerics.md for how tight a run such a claim
+    # wants in general). Measured: untreated
     # 4.15e7 -> 6.54e7; fractions of it: chemo 0.851, immuno 0.997, combination 0.844
     # against Bliss 0.848, without the synergy term (icd 0) 0.908.
     burden = {arm: final_tumour_burden(arm) for arm in ARMS}
@@ -69,19 +72,21 @@ def test_the_arms_behave_as_stated() -> None:
     survival = {arm: b / burden["untreated"] for arm, b in burden.items()}
     bliss = survival["chemo_only"] * survival["immuno_only"]
     assert burden["untreated"] > 1.3 * 4.1e7  # escapes
-    # each monotherapy has an effect well beyond the defaults' 0.1 % burden tolerance
+    # each monotherapy has an effect well beyond the 0.13 % burden error of this case
     assert survival["chemo_only"] < 0.95 and survival["immuno_only"] < 1.0 - 0.002
     assert survival["chemoimmuno"] < bliss < survival["no synergy"]
 
 
 def test_default_settings_are_within_the_stated_tolerance(combination_against_reference) -> None:
-    # Every species' field, at every record, within FIELD_TOLERANCE (6 %) of its largest
-    # value, and the burden within BURDEN_TOLERANCE (0.15 %). Measured on this grid over
-    # 10 days against rtol 2e-3: L 5.1 % (the TIL infusion and the CD8 cells primed where
-    # the drug kills), N 2.5 %, K 2.2 %, T 1.0 %, I 0.37 %, M 0.24 %, burden 0.13 %.
+    # Every species' field, at every record, within FIELD_TOLERANCE (8 %) of its largest
+    # value, and the burden within BURDEN_TOLERANCE (2.5 %). Measured on this grid over
+    # 10 days against rtol 5e-3: L 5.1 % (the TIL infusion and the CD8 cells primed where
+    # the drug kills), N 2.5 %, K 2.2 %, T 1.0 %, I 0.37 %, M 0.24 %, burden 0.13 %; this
+    # case is held to 6 % and 0.2 %, so that a loss of accuracy here shows.
     comparison = combination_against_reference
     errors = comparison.errors["default"]
     assert within_tolerance(errors), errors
+    assert errors["burden"] <= 0.002 and max(errors.values()) <= 0.06, errors
     assert errors["I"] > 1e-4 and errors["M"] > 1e-4  # the drugs were given: the comparison saw them
     # the reference took far smaller steps than the defaults: it is a reference
     assert comparison.reference.steps > 3 * comparison.costs["default"].steps

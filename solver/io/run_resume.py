@@ -118,6 +118,37 @@ def resume_run_file(
         raise RunFileError(f"cannot resume: publishing the rewritten {quoted} failed: {exc.strerror}") from None
 
 
+def check_finished_run_file(
+    path: Path, species: tuple[str, ...], series: tuple[str, ...], n_series: int, n_snapshots: int,
+    t: float, run_hash: str,
+) -> None:
+    """The checks of a resume on run.h5 of a finished run, and every dataset read through
+    (its chunk checksums): `--resume` of a finished run says "nothing to do" only when
+    there is nothing wrong with what it would leave as it is.
+
+    Raises:
+        RunFileError: as resume_run_file; the file is left as it was.
+    """
+    path = Path(path)
+    quoted = repr(str(path))
+    if path.is_symlink() or not path.is_file():
+        raise RunFileError(f"cannot resume: {quoted} is missing or a symbolic link")
+    try:
+        old = _open_read_only(path)
+    except OSError as exc:
+        raise RunFileError(f"cannot resume: {quoted} cannot be opened (damaged, or not HDF5?): "
+                           f"{first_line(exc)}") from None
+    with old:
+        try:
+            _check_resumable(old, path, species, series, n_series, n_snapshots, t, run_hash)
+            datasets: list[Any] = []
+            old.visititems(lambda _, obj: datasets.append(obj) if hasattr(obj, "shape") else None)
+            for dataset in datasets:
+                dataset[()]
+        except READ_ERRORS as exc:
+            raise _damaged(path, exc) from None
+
+
 def _open_read_only(path: Path) -> Any:
     """The old run file, read-only: as a plain reader (which fails fast on a damaged
     checksum), or as an SWMR reader when a run killed in SWMR mode left the file marked

@@ -34,6 +34,7 @@ from solver.io.checkpoint import (
 )
 from solver.io.run_file import RUN_FILE
 from solver.io.run_folder import resume_run_folder
+from solver.io.run_resume import check_finished_run_file
 from solver.run.plan import record_times
 
 log = logging.getLogger(__name__)
@@ -133,14 +134,18 @@ def finished_at(sim: Any, which: str | Path = "latest", extend: bool = False) ->
     """The end time, when the output folder holds this run finished: the checkpoint
     `which` is valid for this config (else the CheckpointError a resume would raise) and
     run.h5 is this run's (its run_hash) with every record of the plan; else None. Reads
-    only: a run in progress (its folder locked), or a missing or short run.h5, is None."""
+    only: a run in progress (its folder locked), or a missing or short run.h5, is None.
+
+    Raises:
+        RunFileError: the run is finished but run.h5 fails a resume's checks (damaged).
+    """
     from solver.io.lock import lock_holder
     from solver.io.run_file import open_run_file
 
     folder = resume_run_folder(sim.out_dir)
     if lock_holder(folder) is not None:
         return None  # the resume itself says who holds it
-    load_checkpoint(sim, folder, which, get_backend(sim.config.backend), extend)
+    checkpoint = load_checkpoint(sim, folder, which, get_backend(sim.config.backend), extend)
     try:
         with open_run_file(folder / RUN_FILE) as fh:
             stored = fh.attrs.get("run_hash", b"")
@@ -152,4 +157,9 @@ def finished_at(sim: Any, which: str | Path = "latest", extend: bool = False) ->
     complete = (stored == run_hash(sim._physics(), array_sha256(sim.maps))
                 and len(series) == len(plan.series_times) and len(snaps) == len(plan.snapshot_times)
                 and len(series) > 0 and series[-1] == plan.series_times[-1])
-    return float(series[-1]) if complete else None
+    if not complete:
+        return None
+    # nothing to do only if nothing is wrong: the resume's checks, every dataset read
+    check_finished_run_file(folder / RUN_FILE, tuple(sim.model.names), tuple(sim.record_names()),
+                            checkpoint.n_series, checkpoint.n_snapshots, checkpoint.t, checkpoint.run_hash)
+    return float(series[-1])
