@@ -223,21 +223,33 @@ def front_figure(frame: Any, arms: Any, search: Search) -> Figure:
     markers = ["*", "D", "s", "^", "v", "P", "X"]
     if len(cols) >= 2:
         x, y = cols[0], cols[1]
-        ax.scatter(feasible[x], feasible[y], s=26, color="0.55", label=f"feasible trials ({len(feasible)})", zorder=2)
+        values = np.concatenate([complete[x].to_numpy(dtype=float), arms[x].to_numpy(dtype=float)]
+                                if len(arms) else [complete[x].to_numpy(dtype=float)])
+        values = values[np.isfinite(values)]
+        # a log axis when the values span decades; values down to 0 (a tumour removed: 1e-30
+        # and 0 are the same answer) drawn at a floor nine decades under the largest
+        floor = None
+        positive = values[values > 0]
+        if positive.size and (values.min() <= 0 or positive.max() / positive.min() > 100):
+            floor = positive.max() * 1e-9
+            ax.set_xscale("log")
+
+        def at(v: Any) -> Any:
+            return v if floor is None else np.maximum(np.asarray(v, dtype=float), floor)
+
+        ax.scatter(at(feasible[x]), feasible[y], s=26, color="0.55", label=f"feasible trials ({len(feasible)})",
+                   zorder=2)
         if len(infeasible):
-            ax.scatter(infeasible[x], infeasible[y], s=26, marker="x", color="0.75",
+            ax.scatter(at(infeasible[x]), infeasible[y], s=26, marker="x", color="0.75",
                        label=f"infeasible trials ({len(infeasible)})", zorder=2)
         front = frame[frame["pareto"]].sort_values(x)
-        ax.plot(front[x], front[y], "-o", color="tab:red", ms=7, mfc="none", mew=1.6,
+        ax.plot(at(front[x]), front[y], "-o", color="tab:red", ms=7, mfc="none", mew=1.6,
                 label=f"Pareto front ({len(front)})", zorder=3)
         for k, (_, arm) in enumerate(arms.iterrows()):
-            ax.scatter([arm[x]], [arm[y]], s=150 if k == 0 else 70, marker=markers[k % len(markers)], zorder=4,
+            ax.scatter(at([arm[x]]), [arm[y]], s=150 if k == 0 else 70, marker=markers[k % len(markers)], zorder=4,
                        label=f"{arm['arm']}{'' if arm['feasible'] else ' (infeasible)'}")
-        values = complete[x].to_numpy(dtype=float)
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size and values.max() / values.min() > 100:
-            ax.set_xscale("log")
-        ax.set_xlabel(f"{x} ({_way(search.directions[0])} is better)")
+        below = "" if floor is None else f"; values below {floor:.0e} drawn at it"
+        ax.set_xlabel(f"{x} ({_way(search.directions[0])} is better{below})")
         ax.set_ylabel(f"{y} ({_way(search.directions[1])} is better)")
     else:
         x = cols[0]
