@@ -113,13 +113,17 @@ def choose_integrator(candidates: dict[str, IntegratorChoice], time: TimeConfig,
         return replace(candidates[time.integrator], reason="as configured")
     explicit, imex = candidates["explicit"], candidates["imex"]
     gain = imex.bound.dt / explicit.bound.dt if math.isfinite(explicit.bound.dt) else 1.0
-    if not imex.implicit_diffusion or gain < IMPLICIT_RATIO:
+    sinks_pay = imex.implicit_sinks and not explicit.implicit_sinks
+    if gain < IMPLICIT_RATIO or not (imex.implicit_diffusion or sinks_pay):
         return replace(explicit, reason=(
             f"no species diffuses fast enough for implicit diffusion to pay (the explicit "
             f"bound {explicit.bound.dt:.3g} is set by {explicit.bound.limited_by})"))
-    implicit = ", ".join(names[i] for i in sorted(imex.implicit_diffusion))
-    extra = " and the linear sinks" if imex.implicit_sinks and not explicit.implicit_sinks else ""
+    # implicit diffusion, or only the linear sinks (a stiff uptake such as oxygen's near
+    # anoxia, which bounds forward Euler far below what diffusion needs)
+    what = [f"the diffusion of {', '.join(names[i] for i in sorted(imex.implicit_diffusion))}"] \
+        if imex.implicit_diffusion else []
+    what += ["the linear sinks"] if sinks_pay else []
     return replace(imex, reason=(
-        f"the {explicit.bound.limited_by} bounds an explicit dt at {explicit.bound.dt:.3g}; with the "
-        f"diffusion of {implicit}{extra} implicit, dt can be {imex.bound.dt:.3g} ({gain:.0f}x), "
+        f"the {explicit.bound.limited_by} bounds an explicit dt at {explicit.bound.dt:.3g}; with "
+        f"{' and '.join(what)} implicit, dt can be {imex.bound.dt:.3g} ({gain:.0f}x), "
         f"set by {imex.bound.limited_by}"))
