@@ -115,8 +115,10 @@ class GridValues:
     value depends on that one argument alone, so evaluating it on the argument's distinct
     values (np.unique) gives exactly the values of the whole grid, each computed by the
     same elementwise array operations, hence the same maximum. At 256^3 this turns tens
-    of seconds of float64 evaluation into a fraction of one. Otherwise the whole grid is
-    evaluated.
+    of seconds of float64 evaluation into a fraction of one. When several arguments vary
+    (a tumour T and a vessel map w), the expression is evaluated on the distinct rows of
+    those arguments taken together (np.unique over the cells), again exactly the values
+    of the grid: on the 128^3 de Pillis combination 17 % of the cells.
     """
 
     def __init__(self, model: Model, grid: Grid, u0: np.ndarray, maps: np.ndarray,
@@ -132,7 +134,8 @@ class GridValues:
         self.u0 = u0
         self.values = values
         self._constant: dict[sp.Symbol, float | None] = {}
-        self._distinct: dict[sp.Symbol, np.ndarray] = {}
+        self._distinct: dict[object, np.ndarray] = {}
+        self._inverse: dict[sp.Symbol, tuple[np.ndarray, np.ndarray]] = {}
         self._steps: dict[tuple[int, int], float] = {}
 
     def max_step(self, species: int, axis: int) -> float:
@@ -152,6 +155,31 @@ class GridValues:
                 self._constant[symbol] = first if bool(np.all(v == first)) else None
         return self._constant[symbol]
 
+    def _codes(self, symbol: sp.Symbol) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct values, each cell's index into them) of one array argument, float64."""
+        if symbol not in self._inverse:
+            flat = np.broadcast_to(np.asarray(self.values[symbol], dtype=np.float64), self.u0.shape[1:]).reshape(-1)
+            self._inverse[symbol] = np.unique(flat, return_inverse=True)
+        return self._inverse[symbol]
+
+    def _rows(self, varying: tuple[sp.Symbol, ...]) -> np.ndarray:
+        """The distinct rows of the `varying` arrays over the cells, (len(varying), n_distinct),
+        float64; computed once per set of arguments. Each row is keyed by the indices of its
+        values among each argument's distinct values (one int64 where they fit in it)."""
+        if varying not in self._distinct:
+            codes = [self._codes(s) for s in varying]
+            if math.prod(len(d) for d, _ in codes) < 1 << 62:
+                key = np.zeros(codes[0][1].shape, dtype=np.int64)
+                for distinct, inverse in codes:
+                    key = key * len(distinct) + inverse.reshape(-1)
+                _, first = np.unique(key, return_index=True)
+            else:  # too many combinations for one integer: the rows themselves
+                columns = np.stack([inverse.reshape(-1) for _, inverse in codes], axis=1).astype(np.int64)
+                _, first = np.unique(columns.view(np.dtype((np.void, 8 * len(varying)))).reshape(-1),
+                                     return_index=True)
+            self._distinct[varying] = np.stack([d[inverse.reshape(-1)[first]] for d, inverse in codes])
+        return self._distinct[varying]
+
     def max_abs(self, expr: sp.Expr) -> float:
         symbols = sorted(expr.free_symbols, key=str)
         fn = sp.lambdify(symbols, expr, modules="numpy")
@@ -165,7 +193,10 @@ class GridValues:
             args = [distinct if s == key else np.full(distinct.shape, self._constant_value(s)) if s in arrays
                     else self.values[s] for s in symbols]
         else:
-            args = [np.asarray(self.values[s], dtype=np.float64) if s in arrays else self.values[s] for s in symbols]
+            rows = self._rows(tuple(varying))
+            args = [rows[varying.index(s)] if s in varying
+                    else np.full(rows.shape[1:], self._constant_value(s)) if s in arrays
+                    else self.values[s] for s in symbols]
         return float(np.max(np.abs(np.asarray(fn(*args), dtype=np.float64))))
 
 
