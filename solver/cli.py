@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from solver import __version__
 from solver.errors import CheckpointError, ConfigError, RunInterrupted, TumorsimError
-from solver.text import duration, one_line
+from solver.text import LogLine, duration, one_line
 
 if TYPE_CHECKING:
     from solver.config import RunConfig
@@ -69,12 +69,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sim = Simulation(config)
     plan = sim.plan
     print(f"{args.config}: valid")
-    print(
-        f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}"
-    )
+    print(f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}")
     print(f"  integrator {plan.integrator.name}, order {plan.order}; {plan.step_summary()}; "
           f"stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}")
-    print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
+    print(f"  why {plan.integrator.name}: {'integrator auto: ' * (config.time.integrator == 'auto')}"
+          f"{plan.integrator.reason}")
+    print(f"  {'at least' if plan.controlled else 'about'} {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
     return 0
 
 
@@ -553,10 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     70 internal error, 130 / 143 stopped by SIGINT / SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()  # stderr, lines like the error lines: `tumorsim: warning: ...`
+    handler.setFormatter(LogLine())
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     # NumPy's RuntimeWarnings (overflow, invalid value) are symptoms: the guards and checks
     # report their cause in one line (a non-finite initial value, a blow-up with its cell).
     logging.captureWarnings(True)
