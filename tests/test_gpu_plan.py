@@ -58,14 +58,16 @@ def test_grid_values_on_distinct_rows_are_those_of_the_whole_grid() -> None:
     u0 = rng.choice([0.0, 0.5, 2.0, 7.0], size=(2, 12, 10, 8))  # few distinct values, many cells
     maps = rng.choice([0.0, 1.0, 3.0], size=(1, 12, 10, 8))
     values = GridValues(model, grid, u0, maps)
-    u, v, w, x = (sp.Symbol(n, real=True) for n in "uvwx")
+    w, x = sp.Symbol("w", real=True), sp.Symbol("x", real=True)
     u, v = model.species[0].symbol, model.species[1].symbol
     for expr in (u * v * w - u**2, u * v * w + v * x, sp.exp(-u) * w + v):
         fn = sp.lambdify(sorted(expr.free_symbols, key=str), expr, modules="numpy")
         full = {"u": u0[0], "v": u0[1], "w": maps[0], "x": grid.coordinates()["x"]}
         expected = float(np.max(np.abs(fn(*(full[str(s)] for s in sorted(expr.free_symbols, key=str))))))
         assert values.max_abs(expr) == expected
-    assert len(values._rows((u, v))[0]) <= 16  # 4 x 4 distinct pairs, not 960 cells
+    rows = values._rows((u, v))
+    assert rows.shape[1] <= 1 + 3 + 3 + 16  # the background, u or v alone off it, both: not 960 cells
+    assert set(map(tuple, rows.T)) == set(zip(u0[0].reshape(-1), u0[1].reshape(-1)))  # the grid's rows exactly
 
 
 def _tumorsim(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
