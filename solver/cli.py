@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from solver import __version__
 from solver.errors import CheckpointError, ConfigError, RunInterrupted, TumorsimError
-from solver.text import duration, one_line
+from solver.text import LogLine, duration, one_line
 
 if TYPE_CHECKING:
     from solver.config import RunConfig
@@ -69,12 +69,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sim = Simulation(config)
     plan = sim.plan
     print(f"{args.config}: valid")
-    print(
-        f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}"
-    )
+    print(f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}")
     print(f"  integrator {plan.integrator.name}, order {plan.order}; {plan.step_summary()}; "
           f"stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}")
-    print(f"  about {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
+    print(f"  why {plan.integrator.name}: {'integrator auto: ' * (config.time.integrator == 'auto')}"
+          f"{plan.integrator.reason}")
+    print(f"  {'at least' if plan.controlled else 'about'} {plan.estimated_steps} steps, {len(plan.snapshot_times)} snapshots")
     return 0
 
 
@@ -98,9 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         sets.append(f"time.end={args.extend_to!r}")
         args.resume = args.resume or "latest"
     config = _load(args.config, args.backend, args.precision, sets)
+    stated = args.device is not None or args.device_memory is not None
+    if stated and not args.dry_run:
+        raise ConfigError("--device and --device-memory plan a GPU run with --dry-run; a run uses the GPU it finds")
+    if args.dry_run:  # the device first: no GPU is a one-line answer before the grid is built
+        from solver.run.dry_run import dry_run, dry_run_device
+
+        device = dry_run_device(args.backend or config.backend, args.device, args.device_memory)
+        print("\n".join(dry_run(Simulation(config, out_dir=args.out, overwrite=args.overwrite), device).lines()))
+        return 0
     sim = Simulation(config, out_dir=args.out, overwrite=args.overwrite)
-    if args.dry_run:
-        return _dry_run(sim)
     if args.resume == "auto":
         args.resume = _resume_or_start(sim)
     if args.resume == "latest":
@@ -197,16 +204,6 @@ def _interrupted(exc: RunInterrupted, args: argparse.Namespace, out_dir: Path) -
     else:
         print("tumorsim: no checkpoint to resume from; run again to start over", file=sys.stderr)
     return 128 + (exc.signum or signal.SIGINT)
-
-
-def _dry_run(sim) -> int:
-    """Print what the run would do and need (solver/run/dry_run.py); write nothing."""
-    from solver.backends.registry import get_backend
-    from solver.run import dry_run
-
-    for line in dry_run(sim, get_backend(sim.config.backend)).lines():
-        print(line)
-    return 0
 
 
 class Progress:
@@ -450,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true",
         help="print grid, dt, steps, memory, output size and a runtime estimate; run nothing",
     )
+    run.add_argument("--device", metavar="NAME", help="with --dry-run --backend gpu: plan for this GPU, not "
+                     "queried (A100-40GB, A100-80GB, H100, H200, L40S)")
+    run.add_argument("--device-memory", metavar="SIZE", help="with --dry-run --backend gpu: plan for a GPU with "
+                     "this much memory, e.g. 80GB or 80GiB (not queried)")
     run.add_argument(
         "--progress-every", type=float, default=30.0, metavar="SECONDS",
         help="progress line interval when stderr is not a terminal (default 30; 0: no progress)",
@@ -533,7 +534,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def cmd_study(args: argparse.Namespace) -> int:
     from solver.study.commands import run_command
 
@@ -553,10 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     70 internal error, 130 / 143 stopped by SIGINT / SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()  # stderr, lines like the error lines: `tumorsim: warning: ...`
+    handler.setFormatter(LogLine())
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     # NumPy's RuntimeWarnings (overflow, invalid value) are symptoms: the guards and checks
     # report their cause in one line (a non-finite initial value, a blow-up with its cell).
     logging.captureWarnings(True)

@@ -8,6 +8,8 @@ Public API:
     duration(seconds) -> str         12.3 -> '12 s', 3725 -> '1:02:05'
     display_unit(unit) -> str        "um" -> "µm", as printed on an axis
     with_unit(label, unit) -> str    "label [unit]", or the bare label
+    LogLine                          logging.Formatter: `tumorsim: warning: ...`, as the
+                                     error lines (no timestamp; tracebacks under --verbose)
 
 `shown` never builds the whole repr of a large value: reprlib stops after a few
 levels and items, so a deeply nested or huge config value (a YAML alias bomb, a
@@ -16,6 +18,7 @@ megabyte string) costs bounded time and gives a bounded line.
 
 from __future__ import annotations
 
+import logging
 import math
 import reprlib
 from typing import Any
@@ -80,3 +83,15 @@ def with_unit(label: str, unit: str) -> str:
     """"label [unit]", or the bare label when the unit is empty."""
     unit = display_unit(unit)
     return f"{label} [{unit}]" if unit else label
+
+
+class LogLine(logging.Formatter):
+    """A log record as the command line prints it: `tumorsim: warning: ...` (the level in
+    lower case, no timestamp or logger name), like `tumorsim: error: ...`; an exception
+    logged under --verbose keeps its traceback after the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"tumorsim: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line

@@ -3,8 +3,10 @@
 Public API:
     DryRunReport                        the plan, memory, output size and runtime estimate
         .lines() -> list[str]           as the CLI prints it
+    dry_run_device(backend, device, device_memory) -> Backend | StatedDevice   checked first
     dry_run(sim, backend) -> DryRunReport
-        refuses (SimulationError) a grid that does not fit, like a run would
+        refuses (SimulationError) a grid that does not fit, like a run would; `backend`
+        may be a StatedDevice (solver/run/devices.py): a GPU planned for, not queried
     output_bytes(sim) -> dict           expected size of the run's files
     seconds_per_step(sim, backend)      measured on a few steps (CPU only)
 
@@ -21,7 +23,9 @@ import time
 from dataclasses import dataclass
 
 from solver.backends.base import Backend
+from solver.errors import ConfigError, SimulationError
 from solver.io.run_file import RUN_PRODUCTS
+from solver.run.devices import StatedDevice
 from solver.run.plan import integrator_dt, steps_for
 from solver.run.resources import MemoryEstimate, free_device_memory
 from solver.text import duration, format_bytes
@@ -51,6 +55,7 @@ class DryRunReport:
     folder_holds_run: bool
     seconds_per_step: float | None
     options: tuple[IntegratorOption, ...]
+    stated: bool = False  # the device was stated on the command line (no GPU queried)
 
     def lines(self) -> list[str]:
         sim = self.sim
@@ -89,14 +94,20 @@ class DryRunReport:
             f"{format_bytes(m.scratch)}; host: {format_bytes(m.setup)} to set up"
         )
         free = format_bytes(self.free) if self.free is not None else "unknown"
-        out.append(f"  free on the GPU: {free}" if self.backend_name == "cupy" else f"  RAM available: {free}")
+        if self.stated:
+            out.append(f"  GPU memory stated: {free}; the run needs {format_bytes(m.device)} of it "
+                       f"({m.device / self.free:.0%}; a real run checks what the driver reports free)")
+        else:
+            out.append(f"  free on the GPU: {free}" if self.backend_name == "cupy" else f"  RAM available: {free}")
         sizes = ", ".join(f"{k} {format_bytes(v)}" for k, v in self.output.items())
         out.append(f"  output in {sim.out_dir}: up to {format_bytes(sum(self.output.values()))} uncompressed ({sizes})")
         if self.folder_holds_run:
             out.append(f"  note: {sim.out_dir} already holds a run: a run needs --overwrite (or --resume to continue it)")
         per_step = self.seconds_per_step
         if per_step is None:
-            why = "measured only on the CPU backend" if self.backend_name != "numpy" else "grid too large to time here"
+            why = ("measured only on the CPU backend" if self.backend_name != "numpy" else "grid too large to time here")
+            if self.stated:
+                why = "no GPU here to time it on"
             out.append(f"  runtime: unknown ({why})")
         else:
             out.append(f"  runtime: about {duration(per_step * plan.estimated_steps)} "
@@ -110,15 +121,48 @@ class DryRunReport:
         return out
 
 
-def dry_run(sim, backend: Backend) -> DryRunReport:
+def dry_run_device(backend: str, device: str | None, device_memory: str | None) -> Backend | StatedDevice:
+    """What a dry run plans for, before the Simulation is built: the GPU stated by
+    `--device` / `--device-memory` (no CUDA call), else the backend of that name.
+
+    Raises:
+        ConfigError: a stated device with backend cpu, an unknown device, a bad size.
+        BackendError: --backend gpu without a usable GPU and none stated (the message says how
+            to state one).
+    """
+    from solver.backends.registry import get_backend
+    from solver.errors import BackendError
+    from solver.run.devices import DEVICE_MEMORY, stated_device
+
+    if device is not None or device_memory is not None:
+        if backend == "cpu":
+            raise ConfigError("--device and --device-memory state the GPU a --backend gpu run is planned for; "
+                              "the backend here is cpu (use --backend gpu, or drop them to plan for this CPU)")
+        return stated_device(device, device_memory)
+    try:
+        return get_backend(backend)
+    except BackendError as exc:
+        if backend != "gpu":
+            raise
+        raise BackendError(f"{exc}; to plan a GPU run on this machine, state the GPU: --device NAME "
+                           f"({', '.join(DEVICE_MEMORY)}) or --device-memory SIZE (e.g. 80GB)") from None
+
+
+def dry_run(sim, backend: Backend | StatedDevice) -> DryRunReport:
     """The dry-run report of `sim` on `backend`; refuses a grid that does not fit.
 
     Raises:
         SimulationError: the grid does not fit in the device's (or the host's) memory.
+        ConfigError: it does not fit in the memory of a StatedDevice.
     """
     memory = sim.memory_for(backend)
     free = free_device_memory(backend)
-    sim.check_device_memory(backend)  # refuses a grid that does not fit
+    try:
+        sim.check_device_memory(backend)  # refuses a grid that does not fit
+    except SimulationError as exc:
+        if isinstance(backend, StatedDevice):  # the stated device is input: exit status 2
+            raise ConfigError(f"{exc} (as --device/--device-memory state it)") from None
+        raise
     plan = sim.plan
     events = plan.stepping_events
     options = []
@@ -132,6 +176,7 @@ def dry_run(sim, backend: Backend) -> DryRunReport:
         output=output_bytes(sim),
         folder_holds_run=any((sim.out_dir / name).exists() for name in RUN_PRODUCTS),
         seconds_per_step=seconds_per_step(sim, backend), options=tuple(options),
+        stated=isinstance(backend, StatedDevice),
     )
 
 

@@ -5,7 +5,7 @@ Public API:
     estimate_memory(n_species, n_maps, shape, dtype, backend="numpy", stepping_sets=0)
     available_host_memory() -> int | None      MemAvailable, capped by this process's cgroup limits
     cgroup_memory_available(proc_self="/proc/self") -> int | None   what those limits leave
-    free_device_memory(backend) -> int | None  free memory of the backend's device
+    free_device_memory(backend) -> int | None  free memory of the backend's device (or a stated one's)
     check_fits(need, available, what, where, grid, n_species, dtype)   SimulationError if not
 """
 
@@ -157,7 +157,13 @@ def cgroup_memory_available(proc_self: str = "/proc/self") -> int | None:
 
 
 def free_device_memory(backend) -> int | None:
-    """Free memory of the backend's device now (the GPU's; the host's RAM for the CPU)."""
+    """Free memory of the backend's device now (the GPU's; the host's RAM for the CPU); for
+    a device stated on the command line (solver/run/devices.py), its stated memory, with no
+    CUDA call."""
+    from solver.run.devices import StatedDevice
+
+    if isinstance(backend, StatedDevice):
+        return backend.memory
     if backend.name == "cupy":
         return int(backend.xp.cuda.runtime.memGetInfo()[0])
     return available_host_memory()
