@@ -236,7 +236,7 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
     spec = importlib.util.spec_from_file_location("imex_cycle", REPO / "benchmarks" / "imex_cycle.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    common = ["--n", "8", "--spacing", "300", "--backend", "cpu", "--steps", "2", "--end", "8",
+    common = ["--n", "8", "--spacing", "300", "--backend", "cpu", "--steps", "2", "--end", "3",
               "--out", str(tmp_path)]
     assert module.main(common) == 0
     (result,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()
@@ -246,11 +246,11 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
     (checked,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()
     # the reference is 20x tighter in rtol: more steps, and the defaults' fields within the
     # stated tolerance of it (FIELD_TOLERANCE 8 %, BURDEN_TOLERANCE 2.5 %; measured at this
-    # size, 8 days: largest L 4.9 %, I 3.2 %, K 1.7 %, burden 0.024 %)
+    # size, 3 days: largest K 1.7 %, L 0.71 %, burden 0.12 %; over 8 days L 4.9 %, burden 0.024 %)
     assert checked["reference_steps"] > 1.5 * checked["steps"]
     errors = checked["errors"]
     assert checked["within_tolerance"] and max(errors.values()) <= FIELD_TOLERANCE, errors
-    assert errors["burden"] < 5e-4 and max(errors.values()) < 0.06, errors  # as measured, a margin above
+    assert errors["burden"] < 2e-3 and max(errors.values()) < 0.03, errors  # as measured, a margin above
     assert checked["steps"] == result["steps"]  # the same run, stepped beside the reference
     out = capsys.readouterr().out
     assert "one imex step = " in out and "(target is for 256^3 x 10 um, 21 days, GPU)" in out

