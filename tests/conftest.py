@@ -37,3 +37,20 @@ def dask_scheduler():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       host="127.0.0.1", silence_logs=logging.WARNING) as cluster:
         yield cluster.scheduler_address
+
+
+# The parallel workers (pytest-xdist, one test file per worker at a time) take files in
+# collection order; the heaviest files first keep one long file from running alone at the
+# end of the suite. Measured heaviest first on the 2-core CI machine; the rest keep their
+# order.
+HEAVY_FIRST = (
+    "test_treatment_arms.py", "test_default_tolerance.py", "test_imex.py", "test_study_resume.py",
+    "test_regimen_order.py", "test_reliability.py", "test_depillis_model.py", "test_oxygen_fractions.py",
+    "test_cli.py", "test_study_engine.py", "test_benchmarks.py", "test_checkpoint.py",
+    "test_spatial_biology.py", "test_sensitivity.py", "test_optimise.py", "test_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))  # stable: file order kept

@@ -289,10 +289,15 @@ def test_quickstart_runs_and_is_never_overwritten_silently(tmp_path: Path) -> No
     assert "Traceback" not in again.stdout + again.stderr
     assert {p.name: sha256(p) for p in out.iterdir() if p.is_file()} == before
 
-    forced = tumorsim("run", "--out", str(out), "--overwrite", cwd=tmp_path)
+    # --overwrite replaces the run (1.5 days of it: the replacement, not the run, is tested)
+    forced = tumorsim("run", "--out", str(out), "--overwrite", "--set", "time.end=1.5",
+                      "--set", "treatment[il2].count=1", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
-    assert (out / "run.h5").is_file()
-    assert yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")) == resolved
+    assert (out / "run.h5").is_file() and sha256(out / "run.h5") != before["run.h5"]
+    replaced = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert replaced["time"]["end"] == 1.5
+    assert {k: v for k, v in replaced.items() if k not in ("time", "treatment")} == \
+        {k: v for k, v in resolved.items() if k not in ("time", "treatment")}
 
 
 # ------------------------------------------------------------- in process: the last guards

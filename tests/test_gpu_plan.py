@@ -83,7 +83,7 @@ def _tumorsim(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProc
 
 BIG = """name: big
 backend: gpu
-grid: {shape: [384, 384, 384], spacing: 1.0}
+grid: {shape: [192, 192, 192], spacing: 1.0}
 time: {end: 1.0}
 model:
   parameters: {D: 1.0}
@@ -98,20 +98,20 @@ def test_a_large_grid_is_planned_for_a_stated_gpu_and_refused_where_it_does_not_
     ok = _tumorsim("run", "big.yaml", "--dry-run", "--backend", "gpu", "--device", "H100", cwd=tmp_path, timeout=300)
     assert ok.returncode == 0, ok.stderr
     out = ok.stdout
-    assert "grid (384, 384, 384) = 56623104 cells" in out
+    assert "grid (192, 192, 192) = 7077888 cells" in out
     # memory of a GPU run: fields 2 species x 2 buffers x 4 bytes, one map of 4 bytes, the
     # diagnostics' float64 temporaries (24 bytes) and stepping sets, against 80 GB
     assert "memory on H100, stated: 80 GB (no GPU queried) (cupy):" in out
-    assert "fields 864.0 MiB (double-buffered)" in out
+    assert "fields 108.0 MiB (double-buffered)" in out
     assert "GPU memory stated: 74.5 GiB; the run needs" in out
     assert "steps to t = 1" in out and "dt = " in out
     assert not (tmp_path / "outputs").exists()
-    no = _tumorsim("run", "big.yaml", "--dry-run", "--backend", "gpu", "--device-memory", "2GB", cwd=tmp_path,
+    no = _tumorsim("run", "big.yaml", "--dry-run", "--backend", "gpu", "--device-memory", "200MB", cwd=tmp_path,
                    timeout=300)
     assert no.returncode == 2, no.stderr
     assert no.stderr.count("\n") == 1 and "Traceback" not in no.stderr
-    assert no.stderr.startswith("tumorsim: error: grid (384, 384, 384) with 2 species in float32 needs about ")
-    assert "only 1.9 GiB free on a stated GPU: 2 GB" in no.stderr and "--device/--device-memory" in no.stderr
+    assert no.stderr.startswith("tumorsim: error: grid (192, 192, 192) with 2 species in float32 needs about ")
+    assert "only 190.7 MiB free on a stated GPU: 0.2 GB" in no.stderr and "--device/--device-memory" in no.stderr
 
 
 def test_no_gpu_and_none_stated_is_one_line_saying_how_to_state_one(tmp_path) -> None:
