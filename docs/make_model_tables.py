@@ -4,7 +4,8 @@
 
 Each parameter line of solver/builtin_models/*.yaml is `name: value  # unit, meaning
 [source]`; the table between the markers `<!-- params NAME -->` and `<!-- /params -->`
-of docs/model.md is replaced by name | value | unit and meaning | source, in file order,
+of docs/model.md is replaced by name | value | unit (the model's `units.parameters`) |
+meaning | source, in file order,
 with the variants' values in a table of their own. The file is the one source of the
 numbers: this script only copies them.
 """
@@ -26,6 +27,7 @@ MARK = re.compile(r"\[((?:dP06|phys|pk|choice)[^\]]*)\]")
 
 def rows(name: str) -> list[str]:
     text = (MODELS / f"{name}.yaml").read_text(encoding="utf-8")
+    declared = ((load_yaml(text).get("model") or {}).get("units") or {}).get("parameters") or {}
     lines = text.splitlines()
     out, inside, section = [], False, ""
     for i, line in enumerate(lines):
@@ -39,7 +41,7 @@ def rows(name: str) -> list[str]:
         head = re.match(r"^    # --- (.*)$", line)
         if head:
             section = head.group(1)
-            out.append(f"| **{section}** | | | |")
+            out.append(f"| **{section}** | | | | |")
             continue
         found = re.match(r"^    (\w+):\s*([^#]+?)\s*#\s*(.*)$", line)
         if not found:
@@ -52,8 +54,9 @@ def rows(name: str) -> list[str]:
             comment += " " + more.group(1)
         source = "; ".join(MARK.findall(comment))
         meaning = MARK.sub("", comment).strip().rstrip(",;")
-        out.append(f"| `{found.group(1)}` | {found.group(2)} | {meaning} | {source} |")
-    return ["| parameter | value | unit, meaning | source |", "|---|---|---|---|", *out]
+        unit = declared.get(found.group(1), "")
+        out.append(f"| `{found.group(1)}` | {found.group(2)} | {unit} | {meaning} | {source} |")
+    return ["| parameter | value | unit (declared) | meaning | source |", "|---|---|---|---|---|", *out]
 
 
 def variant_rows(name: str) -> list[str]:

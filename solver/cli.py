@@ -145,17 +145,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"largest accepted error estimate was {summary.max_error_estimate:.2f} of the tolerance")
     elif summary.rejected_steps:
         print(f"  step-size control: {summary.rejected_steps} steps retaken smaller")
-    width = max(len(n) for n in summary.final_totals)
-    print(
-        f"  {'species':<{width}}  {'min':>12}  {'max':>12}   at t = {summary.t_end:g}"
-    )
+    units = summary.units
+    width = max(len(n) for n in (*summary.final_totals, *summary.final_diagnostics))
+    time_unit = f" {units['time']}" if units.get("time") else ""
+    print(f"  {'species':<{width}}  {'min':>12}  {'max':>12}  unit   (at t = {summary.t_end:g}{time_unit})")
     for n in summary.final_totals:
-        print(f"  {n:<{width}}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}")
+        print(f"  {n:<{width}}  {summary.final_min[n]:12.5g}  {summary.final_max[n]:12.5g}  {units.get(n, '-')}")
     if summary.final_diagnostics:  # systemic scalars, plasma levels and the model's diagnostics
-        names = list(summary.final_diagnostics)
-        width = max(len(n) for n in names)
-        for n in names:
-            print(f"  {n:<{width}}  {summary.final_diagnostics[n]:12.5g}")
+        print(f"  {'':<{width}}  {'value':>12}  {'':>12}  unit")
+        for n, value in summary.final_diagnostics.items():
+            print(f"  {n:<{width}}  {value:12.5g}  {'':>12}  {units.get(n, '-')}")
     print(f"files: {summary.run_file}")
     print(f"       {summary.run_file.with_suffix('.xdmf')} (open in ParaView)")
     print(f"       {summary.out_dir / 'config.yaml'} (resolved config)")
@@ -217,7 +216,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.total = max(sim.plan.estimated_steps, 1)
         self.end = sim.config.time.end
-        self.unit = f" {sim.config.time.unit}" if sim.config.time.unit else ""
+        self.unit = f" {sim.model.time_unit}" if sim.model.time_unit else ""
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = 0.25 if self.tty else every
         self.started: float | None = None

@@ -35,6 +35,7 @@ from solver.config import FileSource, PKConfig, RunConfig, RunSource, TumourSour
 from solver.errors import ConfigError
 from solver.expressions import check_expression_size, parse_condition, parse_expression
 from solver.grid import AXES, BoundaryConditions
+from solver.model_units import run_units
 from solver.systemic.pk import PlasmaPK, half_life_to_rate
 from solver.systemic.schedule import DoseSpec, Schedule, expand_schedule
 
@@ -98,6 +99,7 @@ class Agent:
     name: str
     pk: PlasmaPK | None = None
     units: str = ""
+    dose_units: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ class Model:
     schedule: Schedule | None = None
     diagnostics: tuple[Diagnostic, ...] = ()
     globals: tuple[GlobalQuantity, ...] = ()
+    time_unit: str = ""  # of t, every rate and every time series (solver/model_units.py)
+    length_unit: str = ""  # of the grid and every length
 
     @property
     def systemic_names(self) -> tuple[str, ...]:
@@ -231,7 +235,9 @@ def build_model(config: RunConfig) -> Model:
             chemotaxis signal that is not a species.
     """
     mc = config.model
-    user_params = {k: float(v) for k, v in mc.parameters.items()}
+    units = run_units(config)  # the model converted into the config's time and length units
+    declared = mc.units.parameters if mc.units is not None else {}
+    user_params = {k: units.parameter(k, float(v), declared) for k, v in mc.parameters.items()}
     reserved = [k for k in GRID_CONSTANTS if k in user_params]
     if reserved:
         raise ConfigError(f"model.parameters.{reserved[0]}: the name is reserved for the grid's "
@@ -273,11 +279,12 @@ def build_model(config: RunConfig) -> Model:
             initial=constant(sc.initial, f"model.systemic.{name}.initial"),
             rate=parse_expression(sc.rate, [*params, "t", *systemic_vars, *agent_names],
                                   f"model.systemic.{name}.rate").xreplace(param_syms),
-            units=sc.units,
+            units=units.label(sc.units),
         )
         for name, sc in mc.systemic.items()
     )
-    agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant), ac.units) for name, ac in mc.agents.items())
+    agents = tuple(Agent(name, _plasma_pk(name, ac.pk, constant), units.label(ac.units), ac.dose_units)
+                   for name, ac in mc.agents.items())
 
     # an integral is reduced from the fields, so it cannot depend on another global; a
     # value is computed from the globals before it
@@ -288,7 +295,8 @@ def build_model(config: RunConfig) -> Model:
             expr = parse_expression(gc.integral, global_inputs, f"model.globals.{name}.integral")
         else:
             expr = parse_expression(gc.value, [*params, *(g.name for g in globals_list)], f"model.globals.{name}.value")
-        globals_list.append(GlobalQuantity(name, expr.xreplace(param_syms), gc.units, gc.integral is not None))
+        globals_list.append(GlobalQuantity(name, expr.xreplace(param_syms), units.label(gc.units),
+                                           gc.integral is not None))
     globals_ = tuple(globals_list)
     reaction_names = [*global_inputs, *global_names]
     definitions: dict[sp.Symbol, sp.Expr] = {}
@@ -334,12 +342,12 @@ def build_model(config: RunConfig) -> Model:
                 units=sc.units,
             )
         )
-    diagnostics = _diagnostics(mc, reaction_names, {**param_syms, **definitions})
+    diagnostics = _diagnostics(mc, reaction_names, {**param_syms, **definitions}, units.label)
     _check_sizes(species, systemic, diagnostics)
     schedule = _schedule(config, agent_names, params)
     _check_periodic_consistency(species)
     return Model(tuple(species), user_params, maps, config.base_dir, systemic, agents, schedule, diagnostics,
-                 globals_)
+                 globals_, units.time, units.length)
 
 
 def _check_sizes(species: list[Species], systemic: tuple[SystemicVariable, ...],
@@ -383,7 +391,7 @@ def _plasma_pk(name: str, pk: PKConfig | None, constant) -> PlasmaPK | None:
                     label=where, **optional)
 
 
-def _diagnostics(mc, names: list[str], substitutions: dict) -> tuple[Diagnostic, ...]:
+def _diagnostics(mc, names: list[str], substitutions: dict, label) -> tuple[Diagnostic, ...]:
     """Diagnostics with definitions and parameters substituted (definitions already hold numbers)."""
     out = []
     for name, dc in mc.diagnostics.items():
@@ -396,11 +404,11 @@ def _diagnostics(mc, names: list[str], substitutions: dict) -> tuple[Diagnostic,
             if dc.auc_of not in mc.diagnostics or list(mc.diagnostics).index(dc.auc_of) > list(mc.diagnostics).index(name):
                 earlier = ", ".join(list(mc.diagnostics)[: list(mc.diagnostics).index(name)]) or "(none)"
                 raise ConfigError(f"{where}.auc_of: {dc.auc_of!r} is not a diagnostic defined before it; earlier: {earlier}")
-            out.append(Diagnostic(name, "auc", of=dc.auc_of, units=dc.units))
+            out.append(Diagnostic(name, "auc", of=dc.auc_of, units=label(dc.units)))
             continue
         expr = parse_expression(getattr(dc, kind), names, f"{where}.{kind}").xreplace(substitutions)
         cond = None if dc.where is None else parse_condition(dc.where, names, f"{where}.where").xreplace(substitutions)
-        out.append(Diagnostic(name, kind, expr=expr, where=cond, units=dc.units))
+        out.append(Diagnostic(name, kind, expr=expr, where=cond, units=label(dc.units)))
     return tuple(out)
 
 

@@ -24,11 +24,11 @@ PACKAGE = REPO / "solver"
 # Lowest layer first; a name stands for the module and everything below it.
 LAYERS = [
     ["solver", "solver.errors", "solver.text", "solver.timing", "solver.limits", "solver.yaml_loader",
-     "solver.package_data", "solver.hdf5_safety"],
+     "solver.package_data", "solver.hdf5_safety", "solver.units"],
     ["solver.expressions", "solver.grid", "solver.systemic"],
     ["solver.builtin_models"],
     ["solver.config"],
-    ["solver.model", "solver.fields.vessels", "solver.fields.tumour_shapes", "solver.fields.array_files"],
+    ["solver.model", "solver.model_units", "solver.fields.vessels", "solver.fields.tumour_shapes", "solver.fields.array_files"],
     ["solver.fields"],  # fields.static evaluates a model's sources
     ["solver.backends"],
     ["solver.integrators", "solver.diagnostics"],

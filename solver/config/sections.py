@@ -392,7 +392,19 @@ class AgentConfig(_Section):
     `pk`, else the current infusion rate of its schedule (e.g. adoptive T-cell transfer)."""
 
     pk: PKConfig | None = None
-    units: str = ""
+    units: str = ""  # of its plasma level with pk, else of its infusion rate
+    dose_units: str = ""  # of a treatment entry's `dose` (bolus); `dose_rate` is that per time unit
+
+
+class ModelUnitsConfig(_Section):
+    """The units a model's numbers are written in: `time` and `length` (of every rate and
+    diffusion coefficient) and the unit of each parameter (pint syntax: 1/day, um^2/day,
+    cells/mL, 1/(cell day)). A config in other units of time or length gets the model
+    converted into its own (solver/model_units.py)."""
+
+    time: str = ""
+    length: str = ""
+    parameters: dict[str, str] = Field(default_factory=dict)
 
 
 class DiagnosticConfig(_Section):
@@ -445,6 +457,7 @@ class ModelConfig(_Section):
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     diagnostics: dict[str, DiagnosticConfig] = Field(default_factory=dict)
     globals: dict[str, GlobalConfig] = Field(default_factory=dict)
+    units: ModelUnitsConfig | None = None
 
     @field_validator("parameters", "maps", "definitions", "species", "systemic", "agents", "diagnostics", "globals",
                      mode="after")

@@ -67,7 +67,8 @@ class NetworkVessels(_Section):
     kind: Literal["network"] = "network"
     seed: Seed = 0  # of numpy.random.default_rng: the same seed gives the same map
     volume_fraction: in_range(0.0, 0.5) = 0.03  # fraction of the domain inside vessel tubes
-    radius: in_range(0.0) = 5.0  # tube radius (5 um capillaries), whatever the grid
+    # tube radius; None: 5 um capillaries in the grid's length unit (5 when it has none)
+    radius: in_range(0.0) | None = None
     segment_length: in_range(0.0) | None = None  # one straight piece; None: 20 x radius
     pieces: Count = 4  # straight pieces per vessel (a polyline)
     tortuosity: in_range(0.0, math.pi, low_open=False) = 0.3  # random turn between pieces, radians

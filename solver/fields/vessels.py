@@ -64,6 +64,7 @@ from solver.config.sources import (
     vessel_options,
 )
 from solver.errors import ConfigError
+from solver.units import capillary_radius
 from solver.fields.array_files import check_values, read_array
 from solver.grid import Grid
 
@@ -146,22 +147,23 @@ class _Tubes:
     @classmethod
     def from_options(cls, opts: NetworkVessels, grid: Grid) -> _Tubes:
         smallest = float(min(grid.extent))
-        if opts.radius > 0.25 * smallest:
+        radius = opts.radius if opts.radius is not None else capillary_radius(grid.length_unit)
+        if radius > 0.25 * smallest:
             raise ConfigError(
-                f"vessel radius {opts.radius:g} exceeds a quarter of the smallest domain extent "
+                f"vessel radius {radius:g} exceeds a quarter of the smallest domain extent "
                 f"{smallest:g}; radius is in the length unit of spacing "
                 "(e.g. radius 5 with spacing in um)"
             )
-        length = 20.0 * opts.radius if opts.segment_length is None else opts.segment_length
-        if opts.radius < 0.5 * min(grid.spacing):
+        length = 20.0 * radius if opts.segment_length is None else opts.segment_length
+        if radius < 0.5 * min(grid.spacing):
             # nothing is changed: the cells hold the exact average of the network's volume
             log.info(
                 "vessel radius %g is below half the grid spacing %g: each cell holds the "
                 "average vessel volume of its part of the network (the map resolves the "
                 "vessels' density, not their walls or the gradients within a cell)",
-                opts.radius, min(grid.spacing),
+                radius, min(grid.spacing),
             )
-        return cls(opts.volume_fraction, opts.radius, length, opts.pieces, opts.tortuosity)
+        return cls(opts.volume_fraction, radius, length, opts.pieces, opts.tortuosity)
 
 
 # Four points over each cross-section, each carrying 1/4 of it: a ring at radius

@@ -60,7 +60,7 @@ class DryRunReport:
     def lines(self) -> list[str]:
         sim = self.sim
         cfg, plan, grid = sim.config, sim.plan, sim.grid
-        unit = f" {cfg.time.unit}" if cfg.time.unit else ""
+        unit = f" {sim.model.time_unit}" if sim.model.time_unit else ""
         length = f" {grid.length_unit}" if grid.length_unit else ""
         out = [f"dry run of {cfg.name!r}: nothing is written"]
         out.append(

@@ -94,7 +94,7 @@ class RunSummary:
     dt: float
     t_end: float
     wall_seconds: float
-    final_totals: dict[str, float] = field(default_factory=dict)
+    final_totals: dict[str, float] = field(default_factory=dict)  # total_<s>: in total units
     final_min: dict[str, float] = field(default_factory=dict)
     final_max: dict[str, float] = field(default_factory=dict)
     final_diagnostics: dict[str, float] = field(default_factory=dict)
@@ -103,6 +103,7 @@ class RunSummary:
     last_checkpoint: Path | None = None
     rejected_steps: int = 0  # steps the error control (or max_change) retook smaller, this session
     max_error_estimate: float | None = None  # largest accepted error estimate / tolerance, this session
+    units: dict[str, str] = field(default_factory=dict)  # of every field and series (Simulation.units)
 
 
 @dataclass
@@ -140,7 +141,8 @@ class Simulation:
         self.out_dir = Path(out_dir or config.output.dir or Path("outputs") / config.name)
         self.overwrite = overwrite
         self.model = build_model(config)
-        self.grid = Grid(tuple(config.grid.shape), config.grid.spacing3, config.grid.length_unit)
+        self.grid = Grid(tuple(config.grid.shape), config.grid.spacing3, self.model.length_unit)
+        self._totals = self._total_units()
         self.dtype = np.dtype(config.precision)
         self.memory = estimate_memory(len(self.model.species), len(self.model.maps), self.grid.shape, self.dtype)
         self._check_memory(self.memory.setup, available_host_memory(), "RAM available on the host",
@@ -279,16 +281,20 @@ class Simulation:
         out.update({g.name: g.units for g in self.model.globals})
         return out
 
+    def _total_units(self) -> dict[str, tuple[float, str]]:
+        """Species -> (factor, unit) of total_<s>, its integral over the domain: an amount
+        (cells/mL x um^3 -> 1e-12 cells), or the density's unit times a volume."""
+        from solver.units import integral_unit
+
+        return {s.name: integral_unit(s.units, self.grid.length_unit) for s in self.model.species}
+
     def units(self) -> dict[str, str]:
         """Units of every field and time series (and "time": the time unit), for the HDF5 `units`
         attributes."""
         out = {s.name: s.units for s in self.model.species}
         out.update({f"{k}_{s.name}": s.units for s in self.model.species for k in ("min", "max")})
-        length = self.grid.length_unit
-        # total_<s> is the integral over the domain: the density's unit times a volume
-        out.update({f"total_{s.name}": f"{s.units}*{length}^3" if length else "" for s in self.model.species
-                    if s.units})
-        out["time"] = self.config.time.unit
+        out.update({f"total_{n}": label for n, (_, label) in self._totals.items()})
+        out["time"] = self.model.time_unit
         out.update(self.series_names())
         out.update({d.name: d.units for d in self.model.diagnostics})
         return {k: v for k, v in out.items() if v}
@@ -298,7 +304,7 @@ class Simulation:
         t = state.fields.t
         values: dict[str, float] = {}
         for i, n in enumerate(self.model.names):
-            values[f"total_{n}"] = float(stats.total[i])
+            values[f"total_{n}"] = float(stats.total[i]) * self._totals[n][0]
             values[f"min_{n}"] = float(stats.minimum[i])
             values[f"max_{n}"] = float(stats.maximum[i])
         scalars = state.systemic.values(t, fields=state.fields.u)
@@ -320,7 +326,7 @@ class Simulation:
             "grid_shape": np.array(grid.shape),
             "grid_spacing": np.array(grid.spacing),
             "length_unit": grid.length_unit,
-            "time_unit": cfg.time.unit,
+            "time_unit": self.model.time_unit,
             "dt": plan.dt,
             "dt_limited_by": plan.limited_by,
             "integrator": plan.integrator.name,
@@ -518,7 +524,7 @@ class Simulation:
             dt=plan.dt,
             t_end=state.fields.t,
             wall_seconds=wall,
-            final_totals={n: float(stats.total[i]) for i, n in enumerate(names)},
+            final_totals={n: float(stats.total[i]) * self._totals[n][0] for i, n in enumerate(names)},
             final_min={n: float(stats.minimum[i]) for i, n in enumerate(names)},
             final_max={n: float(stats.maximum[i]) for i, n in enumerate(names)},
             final_diagnostics={**dict(zip(self.series_names(), state.scalars())), **final},
@@ -527,6 +533,7 @@ class Simulation:
             last_checkpoint=self.last_checkpoint,
             rejected_steps=state.fields.rejected,
             max_error_estimate=state.integrator.max_error if plan.rtol is not None else None,
+            units=self.units(),
         )
 
     @staticmethod

@@ -1,7 +1,7 @@
 """Outcomes of a study member, computed from its run's time series.
 
 Public API:
-    study_outcomes(spec, builtin) -> dict[str, OutcomeSpec]   the defaults of the built-in model
+    study_outcomes(spec, builtin, label) -> dict[str, OutcomeSpec]   the defaults of the built-in model
                                        (builtin_outcomes) updated by the study's, by name
     series_names(model) -> list[str]   the time series a run of `model` records
     check_outcomes(outcomes, model) -> None          refuse unknown series, agents or outcomes
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -48,15 +48,16 @@ log = logging.getLogger(__name__)
 FOLD_CHANGE = "fold_change"  # the outcome a cohort's response is counted from
 
 
-def study_outcomes(spec: StudySpec, builtin: str | None) -> dict[str, OutcomeSpec]:
+def study_outcomes(spec: StudySpec, builtin: str | None, label: Callable[[str], str] = str) -> dict[str, OutcomeSpec]:
     """The outcomes of every member: the built-in model's defaults (unless
-    `default_outcomes: false`), then the study's own, which replace a default of the same name;
-    with a cohort, `fold_change` of its response series unless the study defines one."""
+    `default_outcomes: false`, their units relabelled by `label` into the run's: "day" ->
+    "h"), then the study's own, which replace a default of the same name; with a cohort,
+    `fold_change` of its response series unless the study defines one."""
     out: dict[str, OutcomeSpec] = {}
     if spec.default_outcomes and builtin is not None:
         for name, raw in builtin_outcomes(builtin).items():
             try:
-                out[name] = OutcomeSpec.model_validate(raw)
+                out[name] = OutcomeSpec.model_validate({**raw, "units": label(raw.get("units", ""))})
             except ValidationError as exc:  # a shipped file that is wrong: a bug, said in one line
                 raise ConfigError(f"built-in model {builtin}: outcomes.{name}: {one_line_error(exc, OutcomeSpec)}") from None
     out.update(spec.outcomes)
