@@ -44,7 +44,7 @@ def dask_scheduler():
 # end of the suite. Measured heaviest first on the 2-core CI machine; the rest keep their
 # order.
 HEAVY_FIRST = (
-    "test_treatment_arms.py", "test_default_tolerance.py", "test_imex.py", "test_study_resume.py",
+    "test_treatment_arms.py", "test_default_tolerance.py", "test_imex.py", "test_study_resume.py", "test_notebook.py",
     "test_regimen_order.py", "test_reliability.py", "test_depillis_model.py", "test_oxygen_fractions.py",
     "test_cli.py", "test_study_engine.py", "test_benchmarks.py", "test_checkpoint.py",
     "test_spatial_biology.py", "test_sensitivity.py", "test_optimise.py", "test_faults.py",
