@@ -54,6 +54,9 @@ def run_units(config: RunConfig) -> RunUnits:
     time, length = config.time.unit, config.grid.length_unit
     if declared is None or not (declared.time or declared.length):
         return RunUnits(time, length)
+    if time in ("", declared.time) and length in ("", declared.length):  # the model's own: pint not needed
+        model_time, model_length = declared.time, declared.length
+        return RunUnits(model_time, model_length, UnitConversion(model_time, model_time, model_length, model_length))
     from solver.units import check_unit
 
     model_time = check_unit(declared.time, "time", "model.units.time") if declared.time else ""

@@ -36,6 +36,11 @@ _KINDS = {"time": ("[time]", "s, min, h, day, week"), "length": ("[length]", "nm
 _TOKEN = re.compile(r"[A-Za-zµμ_][A-Za-z0-9µμ_]*")
 # the capillary radius a vessel network takes when none is given [phys: 5 um capillaries]
 CAPILLARY_RADIUS_UM = 5.0
+# The common case without pint (importing it costs most of a second): an amount per one of
+# these volumes on a grid in one of these lengths (tests/test_units.py checks it against pint).
+_LENGTH_CM = {"nm": 1e-7, "um": 1e-4, "µm": 1e-4, "mm": 0.1, "cm": 1.0, "m": 100.0}
+_VOLUME_ML = {"uL": 1e-3, "µL": 1e-3, "mL": 1.0, "dL": 100.0, "L": 1000.0}
+_PER_VOLUME = re.compile(r"^\s*([A-Za-z]+)\s*/\s*([A-Za-zµ]+)\s*$")
 
 
 @functools.lru_cache(maxsize=1)
@@ -146,6 +151,8 @@ def _same(a: str, b: str) -> bool:
 
 def capillary_radius(length_unit: str) -> float:
     """The default vessel radius, 5 um, in `length_unit` (5.0 when it is not a length)."""
+    if length_unit in _LENGTH_CM:  # without pint
+        return float(f"{CAPILLARY_RADIUS_UM * _LENGTH_CM['um'] / _LENGTH_CM[length_unit]:.15g}")
     unit = _parse(length_unit) if length_unit else None
     if unit is None or str(unit.dimensionality) != "[length]":
         return CAPILLARY_RADIUS_UM
@@ -162,6 +169,10 @@ def integral_unit(units: str, length_unit: str) -> tuple[float, str]:
         return 1.0, ""
     if not length_unit:
         return 1.0, units
+    simple = _PER_VOLUME.match(units)
+    if simple and simple.group(2) in _VOLUME_ML and length_unit in _LENGTH_CM and simple.group(1) not in _LENGTH_CM:
+        factor = _LENGTH_CM[length_unit] ** 3 / _VOLUME_ML[simple.group(2)]
+        return float(f"{factor:.15g}"), simple.group(1)
     density, length = _parse(units), _parse(length_unit)
     if density is None or length is None:
         return 1.0, f"{units}*{length_unit}^3"

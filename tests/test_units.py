@@ -23,7 +23,7 @@ from solver import cli
 from solver.builtin_models import builtin_model, builtin_model_names
 from solver.config import parse_config
 from solver.model import build_model
-from solver.units import UnitConversion, check_unit, integral_unit, parses
+from solver.units import UnitConversion, capillary_radius, check_unit, integral_unit, parses
 
 # The quickstart's regimen on 8^3 for one day, in days and micrometres. Fixed dt and
 # order 1 without error control, so both runs take the same steps at the same times.
@@ -211,6 +211,8 @@ def test_conversions() -> None:
     assert integral_unit("cells/mL", "um") == (1e-12, "cells") and integral_unit("mg/L", "mm") == (1e-6, "mg")
     assert integral_unit("1", "um") == (1.0, "1*um^3")  # not per volume: the product, unreduced
     assert check_unit("week", "time", "time.unit") == "week"
+    assert capillary_radius("mm") == 0.005 and capillary_radius("um") == 5.0 and capillary_radius("") == 5.0
+    assert capillary_radius("inch") == pytest.approx(5e-4 / 2.54, rel=1e-14)  # through pint
 
 
 @pytest.mark.parametrize("name", builtin_model_names())
@@ -223,3 +225,31 @@ def test_every_builtin_parameter_has_a_readable_unit(name: str) -> None:
     assert unreadable == []
     agents = model["agents"]
     assert all(a.get("dose_units") for a in agents.values()), agents
+
+
+def test_integrals_without_pint_agree_with_pint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """integral_unit's table for amounts per mL/L on um/mm grids (pint not imported) is pint's."""
+    import re
+
+    import solver.units as units
+
+    cases = [(u, length) for u in ("cells/mL", "ng/mL", "mg/L", "IU/L", "cells/uL", "mg/dL")
+             for length in ("nm", "um", "mm", "cm", "m")]
+    fast = [integral_unit(u, length) for u, length in cases]
+    monkeypatch.setattr(units, "_PER_VOLUME", re.compile(r"(?!)"))  # matches nothing: pint for every case
+    slow = [integral_unit(u, length) for u, length in cases]
+    assert fast == slow
+
+
+def test_a_run_in_the_models_units_does_not_import_pint() -> None:
+    """pint costs most of a second to import; the shipped configs (in day and um) do not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from solver.config import load_config; from solver.model import build_model; "
+            "from solver.run.simulation import Simulation; "
+            "c = load_config('configs/quickstart.yaml'); m = Simulation(c).model; "
+            "print('pint' in sys.modules, m.time_unit, m.length_unit)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    assert out == ["False", "day", "um"]
