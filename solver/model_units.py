@@ -2,6 +2,7 @@
 
 Public API:
     RunUnits(time, length, conversion)   what every label and number of the run is in
+        .describe() -> str                 one line: the units and where they come from
     run_units(config) -> RunUnits        checked against the model's declared units
 
 A model that declares `units: {time, length, parameters}` (the built-in ones do) is
@@ -39,6 +40,16 @@ class RunUnits:
     def label(self, text: str) -> str:
         """A unit label of the model, in the run's units."""
         return text if self.conversion is None else self.conversion.label(text)
+
+    def describe(self) -> str:
+        """One line for validate and --dry-run: the run's units and where they come from."""
+        units = f"time in {self.time or '(no unit)'}, lengths in {self.length or '(no unit)'}"
+        c = self.conversion
+        if c is None:
+            return f"{units} (labels only: the model declares no units)"
+        if c.identity:
+            return f"{units} (the model's own)"
+        return f"{units} (the model's {c.time_from} and {c.length_from}, every parameter converted)"
 
 
 def run_units(config: RunConfig) -> RunUnits:

@@ -182,6 +182,13 @@ def test_units_that_cannot_be_converted_are_refused(tmp_path, capsys, change, fr
     check_refused(tmp_path, with_change(change), capsys, *fragments)
 
 
+def test_validate_says_what_the_units_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "h.yaml"
+    path.write_text(yaml.safe_dump(hours_mm(DAY_UM), sort_keys=False), encoding="utf-8")
+    assert cli.main(["validate", str(path)]) == 0
+    assert "units: time in h, lengths in mm (the model's day and um, every parameter converted)" in capsys.readouterr().out
+
+
 def test_without_config_units_the_run_takes_the_models() -> None:
     data = copy.deepcopy(DAY_UM)
     data["time"].pop("unit")

@@ -64,9 +64,9 @@ from solver.config.sources import (
     vessel_options,
 )
 from solver.errors import ConfigError
-from solver.units import capillary_radius
 from solver.fields.array_files import check_values, read_array
 from solver.grid import Grid
+from solver.units import capillary_radius
 
 log = logging.getLogger(__name__)
 
