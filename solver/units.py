@@ -63,7 +63,7 @@ def _parse(text: str) -> Any:
         return ureg.dimensionless
     try:
         unit = ureg.parse_units(cleaned)
-    except Exception:  # pint raises several types (undefined unit, syntax, tokenizer)
+    except Exception:  # noqa: BLE001 - pint raises several types (undefined unit, syntax, tokenizer)
         return None
     return unit
 

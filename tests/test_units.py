@@ -238,7 +238,7 @@ def test_integrals_without_pint_agree_with_pint(monkeypatch: pytest.MonkeyPatch)
     """integral_unit's table for amounts per mL/L on um/mm grids (pint not imported) is pint's."""
     import re
 
-    import solver.units as units
+    from solver import units
 
     cases = [(u, length) for u in ("cells/mL", "ng/mL", "mg/L", "IU/L", "cells/uL", "mg/dL")
              for length in ("nm", "um", "mm", "cm", "m")]
