@@ -156,6 +156,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(
     sim = SimpleNamespace(
         plan=SimpleNamespace(estimated_steps=100),
         config=SimpleNamespace(time=SimpleNamespace(end=10.0, unit="day")),
+        model=SimpleNamespace(time_unit="day"),
     )
     clock = iter([0.0, 1.0, 2.0, 3.0])
     monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
