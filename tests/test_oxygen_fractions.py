@@ -3,8 +3,8 @@
 The sink of oxygen in a dense tumour is stiff (q_O T / K_O about 1.2e6 per day, dt lambda
 up to about 90 at the imex step): an operator-split IMEX scheme converges to a dt-dependent
 state there. With the sinks on the diagonal of the implicit line solves, every integrator's
-fractions agree with the explicit integrator's at the same grid (2.4 mm cube at 16^3, 24^3
-and 32^3) to well within 0.01.
+fractions agree with the explicit integrator's at the same grid (2.4 mm cube at 16^3 and
+24^3 here; 32^3 measured once, below, as it costs CI about 50 s) to well within 0.01.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def fractions(n: int, **time) -> tuple[dict[str, float], Simulation]:
 # The largest difference, 0.0015, is a few cells of the tumour (about 480 cells at 16^3);
 # 0.005 leaves room for a couple more and still fails a scheme with a dt-dependent state
 # (the split scheme was off by 0.05 to 0.1 in necrotic fraction).
-@pytest.mark.parametrize("n", [16, 24, 32])
+@pytest.mark.parametrize("n", [16, 24])
 def test_every_integrator_gives_the_explicit_fractions(n: int) -> None:
     reference, explicit = fractions(n, integrator="explicit")
     # forward Euler is bound by the oxygen sink at anoxia, q_O T/K_O = 1.2e6/day, not by
