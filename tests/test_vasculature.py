@@ -128,6 +128,23 @@ def test_geometry_the_grid_cannot_resolve_is_a_warning(caplog: pytest.LogCapture
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 
 
+def test_a_network_built_again_is_the_same_map_and_warns_again(caplog: pytest.LogCaptureFixture) -> None:
+    """The process keeps the last few maps (a study's members share their tissue): a second
+    build of the same network on the same grid gives the same map, in an array of its own,
+    with the same warnings; another seed or grid is a map of its own."""
+    options = {"seed": 4, "core_radius": 8.0, "rim_width": 5.0, "radius": 2.0}
+    maps = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="solver.fields.vessels"):
+            maps.append(vessel_map(SHAPE, SPACING, "necrotic_core", **options))
+        assert any("core_radius 8 is below the grid spacing 10" in r.getMessage() for r in caplog.records)
+    assert np.array_equal(maps[0], maps[1]) and maps[0] is not maps[1]
+    maps[1] *= 2.0  # a caller's array is its own: the kept map is unchanged
+    assert np.array_equal(vessel_map(SHAPE, SPACING, "necrotic_core", **options), maps[0])
+    assert not np.array_equal(vessel_map(SHAPE, SPACING, "necrotic_core", **{**options, "seed": 5}), maps[0])
+
+
 def test_necrotic_core_is_vessel_free_and_outside_is_the_network() -> None:
     shape = (40, 40, 40)
     centre, core_radius, rim_width = (190.0, 210.0, 200.0), 120.0, 30.0

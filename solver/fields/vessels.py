@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,15 @@ def vessel_map(shape, spacing, kind: str = "network", seed: int = 0, **options: 
     return generate_vessels(Grid(shape, spacing), vessel_options({"kind": kind, "seed": seed, **options}))
 
 
+# The last few maps of grids up to 128^3, kept in this process: a study's members (the same
+# tissue under other treatments) and repeated runs of one config build each network once.
+# The map is a pure function of the options and the grid (the seed fixes every random draw).
+_RECENT_MAPS: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_RECENT_LOCK = threading.Lock()
+_CACHED_MAPS = 4
+_CACHED_CELLS = 128**3
+
+
 def generate_vessels(grid: Grid, options: Any, base_dir: str | Path = ".") -> np.ndarray:
     """The vessel map of validated `options` on `grid` (float64, w >= 0, mean 1).
 
@@ -103,6 +114,14 @@ def generate_vessels(grid: Grid, options: Any, base_dir: str | Path = ".") -> np
         path = path if path.is_absolute() else Path(base_dir) / path
         return normalise_map(read_array(path, grid.shape, options.dataset))
     started = time.perf_counter()
+    key = (type(options).__name__, options.model_dump_json(), grid.shape, grid.spacing, grid.length_unit)
+    with _RECENT_LOCK:
+        raw = _RECENT_MAPS.get(key)
+    if raw is not None:  # the same network on the same grid: checked (and warned about) as if new
+        _Tubes.from_options(options, grid)
+        if isinstance(options, NecroticCoreVessels):
+            _Core.from_options(options, grid)
+        return normalise_map(raw)
     points, weights = vessel_points(grid, options)
     raw = deposit(grid, points, weights)
     if not raw.any():
@@ -110,6 +129,12 @@ def generate_vessels(grid: Grid, options: Any, base_dir: str | Path = ".") -> np
             "vessel map is zero everywhere: the necrotic core covers every vessel; "
             "use a smaller core_radius or move the centre"
         )
+    if raw.size <= _CACHED_CELLS:
+        raw.flags.writeable = False
+        with _RECENT_LOCK:
+            _RECENT_MAPS[key] = raw
+            while len(_RECENT_MAPS) > _CACHED_MAPS:
+                _RECENT_MAPS.popitem(last=False)
     log.debug("vessel map %s on %s from %d points in %.3f s", options.kind, grid.shape, len(weights),
               time.perf_counter() - started)
     return normalise_map(raw)
