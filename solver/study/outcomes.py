@@ -63,7 +63,7 @@ def study_outcomes(spec: StudySpec, builtin: str | None, label: Callable[[str], 
     out.update(spec.outcomes)
     cohort = getattr(spec, "cohort", None)
     if cohort is not None and FOLD_CHANGE not in out:
-        out[FOLD_CHANGE] = OutcomeSpec(fold_change=cohort.response.series, better="lower")
+        out[FOLD_CHANGE] = OutcomeSpec(fold_change=cohort.response.series, better="lower", units="1")
     return out
 
 
