@@ -63,7 +63,6 @@ def _load(path: str | None, backend: str | None, precision: str | None, sets: li
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from solver.model_units import run_units
     from solver.run import Simulation
 
     config = _load(args.config, None, None, args.set)
@@ -71,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan = sim.plan
     print(f"{args.config}: valid")
     print(f"  species: {', '.join(sim.model.names)}; grid {sim.grid.shape}, spacing {sim.grid.spacing}")
-    print(f"  units: {run_units(config).describe()}")
+    print(f"  units: {sim.model.units.describe()}")
     print(f"  integrator {plan.integrator.name}, order {plan.order}; {plan.step_summary()}; "
           f"stability bound {plan.dt_bound:.6g}, set by {plan.limited_by}")
     print(f"  why {plan.integrator.name}: {'integrator auto: ' * (config.time.integrator == 'auto')}"

@@ -35,7 +35,7 @@ from solver.config import FileSource, PKConfig, RunConfig, RunSource, TumourSour
 from solver.errors import ConfigError
 from solver.expressions import check_expression_size, parse_condition, parse_expression
 from solver.grid import AXES, BoundaryConditions
-from solver.model_units import run_units
+from solver.model_units import RunUnits, run_units
 from solver.systemic.pk import PlasmaPK, half_life_to_rate
 from solver.systemic.schedule import DoseSpec, Schedule, expand_schedule
 
@@ -145,8 +145,17 @@ class Model:
     schedule: Schedule | None = None
     diagnostics: tuple[Diagnostic, ...] = ()
     globals: tuple[GlobalQuantity, ...] = ()
-    time_unit: str = ""  # of t, every rate and every time series (solver/model_units.py)
-    length_unit: str = ""  # of the grid and every length
+    units: RunUnits = field(default_factory=lambda: RunUnits("", ""))  # the run's time and length units
+
+    @property
+    def time_unit(self) -> str:
+        """Of t, every rate and every time series."""
+        return self.units.time
+
+    @property
+    def length_unit(self) -> str:
+        """Of the grid and every length."""
+        return self.units.length
 
     @property
     def systemic_names(self) -> tuple[str, ...]:
@@ -347,7 +356,7 @@ def build_model(config: RunConfig) -> Model:
     schedule = _schedule(config, agent_names, params)
     _check_periodic_consistency(species)
     return Model(tuple(species), user_params, maps, config.base_dir, systemic, agents, schedule, diagnostics,
-                 globals_, units.time, units.length)
+                 globals_, units)
 
 
 def _check_sizes(species: list[Species], systemic: tuple[SystemicVariable, ...],

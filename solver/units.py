@@ -8,7 +8,7 @@ Public API:
         .value(number, units, where) -> float   a parameter in the config's units
         .label(text) -> str                      a unit label in the config's units
         .identity                                nothing to convert
-    capillary_radius(length_unit) -> float  the default vessel radius, 5 um, in that unit
+    length_in(value, unit, to) -> float | None   a length in another unit
     integral_unit(units, length_unit) -> (factor, label)
         the unit of a density's integral over the grid (cells/mL x um^3 -> cells, 1e-12)
 
@@ -34,8 +34,6 @@ from solver.text import shown
 # the unit kinds a config names, with examples for the error message
 _KINDS = {"time": ("[time]", "s, min, h, day, week"), "length": ("[length]", "nm, um, mm, cm, m")}
 _TOKEN = re.compile(r"[A-Za-zµμ_][A-Za-z0-9µμ_]*")
-# the capillary radius a vessel network takes when none is given [phys: 5 um capillaries]
-CAPILLARY_RADIUS_UM = 5.0
 # The common case without pint (importing it costs most of a second): an amount per one of
 # these volumes on a grid in one of these lengths (tests/test_units.py checks it against pint).
 _LENGTH_CM = {"nm": 1e-7, "um": 1e-4, "µm": 1e-4, "mm": 0.1, "cm": 1.0, "m": 100.0}
@@ -149,14 +147,14 @@ def _same(a: str, b: str) -> bool:
     return ua is not None and ub is not None and ua == ub
 
 
-def capillary_radius(length_unit: str) -> float:
-    """The default vessel radius, 5 um, in `length_unit` (5.0 when it is not a length)."""
-    if length_unit in _LENGTH_CM:  # without pint
-        return float(f"{CAPILLARY_RADIUS_UM * _LENGTH_CM['um'] / _LENGTH_CM[length_unit]:.15g}")
-    unit = _parse(length_unit) if length_unit else None
-    if unit is None or str(unit.dimensionality) != "[length]":
-        return CAPILLARY_RADIUS_UM
-    return float(f"{registry().Quantity(CAPILLARY_RADIUS_UM, 'um').to(unit).magnitude:.15g}")
+def length_in(value: float, unit: str, to: str) -> float | None:
+    """A length `value` in `unit` expressed in `to` (None when `to` is not a unit of length)."""
+    if unit in _LENGTH_CM and to in _LENGTH_CM:  # without pint
+        return float(f"{value * _LENGTH_CM[unit] / _LENGTH_CM[to]:.15g}")
+    target = _parse(to) if to else None
+    if target is None or str(target.dimensionality) != "[length]":
+        return None
+    return float(f"{registry().Quantity(value, unit).to(target).magnitude:.15g}")
 
 
 def integral_unit(units: str, length_unit: str) -> tuple[float, str]:

@@ -22,8 +22,9 @@ import yaml
 from solver import cli
 from solver.builtin_models import builtin_model, builtin_model_names
 from solver.config import parse_config
+from solver.fields.vessels import capillary_radius
 from solver.model import build_model
-from solver.units import UnitConversion, capillary_radius, check_unit, integral_unit, parses
+from solver.units import UnitConversion, check_unit, integral_unit, parses
 
 # The quickstart's regimen on 8^3 for one day, in days and micrometres. Fixed dt and
 # order 1 without error control, so both runs take the same steps at the same times.

@@ -68,7 +68,7 @@ from solver.config.sources import (
 from solver.errors import ConfigError
 from solver.fields.array_files import check_values, read_array
 from solver.grid import Grid
-from solver.units import capillary_radius
+from solver.units import length_in
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,15 @@ def normalise_map(w: np.ndarray, what: str = "vessel map") -> np.ndarray:
     if not mean > 0.0:
         raise ConfigError(f"{what} is zero everywhere; it cannot be normalised to mean 1")
     return w / mean
+
+
+CAPILLARY_RADIUS_UM = 5.0  # a vessel network's tube radius when none is given [phys: capillaries]
+
+
+def capillary_radius(length_unit: str) -> float:
+    """The default tube radius, 5 um, in the grid's `length_unit` (5.0 when it has none)."""
+    radius = length_in(CAPILLARY_RADIUS_UM, "um", length_unit)
+    return CAPILLARY_RADIUS_UM if radius is None else radius
 
 
 @dataclass(frozen=True)

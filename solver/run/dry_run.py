@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from solver.backends.base import Backend
 from solver.errors import ConfigError, SimulationError
 from solver.io.run_file import RUN_PRODUCTS
-from solver.model_units import run_units
 from solver.run.devices import StatedDevice
 from solver.run.plan import integrator_dt, steps_for
 from solver.run.resources import MemoryEstimate, free_device_memory
@@ -68,7 +67,7 @@ class DryRunReport:
             f"  grid {grid.shape} = {grid.size} cells of {' x '.join(f'{h:g}' for h in grid.spacing)}{length}; "
             f"{len(sim.model.species)} species ({', '.join(sim.model.names)}), {len(sim.model.maps)} map(s), {sim.dtype}"
         )
-        out.append(f"  units: {run_units(cfg).describe()}")
+        out.append(f"  units: {sim.model.units.describe()}")
         if not math.isfinite(plan.dt_bound):
             why = f"nothing limits it ({plan.limited_by}): one step per time-series record"
         elif cfg.time.dt == "auto":

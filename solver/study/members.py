@@ -114,7 +114,6 @@ def resolve_members(study: Study) -> ResolvedStudy:
             validate is not an error here: it is kept with its error and fails alone.
     """
     from solver.model import build_model
-    from solver.model_units import run_units
 
     spec = study.spec
     try:
@@ -142,8 +141,8 @@ def resolve_members(study: Study) -> ResolvedStudy:
     elif spec.include_base and not patients:  # a cohort has no base patient to run
         values = {c: _base_value(c, spec, base_resolved) for c in columns}
         members.append(Member(len(members), base_id, values, _named(base_resolved, study.name, base_id), base=True))
-    outcomes = study_outcomes(spec, base_config.model.builtin, run_units(base_config).label)
     model = build_model(base_config)
+    outcomes = study_outcomes(spec, base_config.model.builtin, model.units.label)
     if spec.cohort is not None and "series" not in spec.cohort.response.model_fields_set and \
             spec.cohort.response.series not in series_names(model) and FOLD_CHANGE not in spec.outcomes:
         outcomes.pop(FOLD_CHANGE, None)  # a model without a tumour burden: no response rates by default
