@@ -11,11 +11,12 @@ compile-checked through NVRTC) on a machine without a GPU. The generated part is
 `__device__` function `model_update` written per model; the kernel entry point
 around it lives in kernels/explicit_step.cu.
 
-Discretisation (identical to solver/backends/numpy_backend.py, term by term):
-    lap u   = sum_axes ((u_m + u_p) - 2 u_c) / h^2
-    chemo   = -sum_axes (F_p - F_m) / h, F = v * u_upwind, v = chi (s_p - s_c) / h
+Discretisation: the transport stencil of solver/backends/stencil.py (the one definition
+every backend prints), then
+
     u_new   = u_c + dt * ((D lap u + chemo) + R)
-with ghost values outside each face as described in solver/grid.py.
+
+with R the reaction term, common subexpressions shared between species.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sympy.codegen.ast import float32, float64, real
 from sympy.codegen.rewriting import create_expand_pow_optimization
 from sympy.printing.c import C99CodePrinter
 
+from solver.backends.stencil import GhostRule, Neighbour, StencilPrinter, transport_program
 from solver.grid import AXES, Grid
 from solver.model import COORDS, Model
 from solver.package_data import data_dir
@@ -81,30 +83,50 @@ def _literal(printer: _RealPrinter, value: float) -> str:
     return printer._print(sp.Float(value))
 
 
-def _neighbour(model: Model, grid: Grid, s: int, axis: int, side: int, printer: _RealPrinter) -> str:
-    """C expression for species s's value in the neighbour cell (or ghost) on one side."""
-    sp_ = model.species[s]
-    idx, ext, stride = _INDEX[axis], _EXTENT[axis], _STRIDE[axis]
-    base = f"u[{s} * N_CELLS + idx"
-    face = sp_.boundary.face(axis, side)
-    if side == 0:
-        inside, cond = f"{base} - {stride}]", f"{idx} > 0"
-        wrap = f"{base} + ({ext} - 1) * {stride}]"
-    else:
-        inside, cond = f"{base} + {stride}]", f"{idx} < {ext} - 1"
-        wrap = f"{base} - ({ext} - 1) * {stride}]"
-    c = f"c_{sp_.name}"
-    alpha, beta = (1.0, 0.0) if face.kind in ("periodic", "no-flux") else \
-        face.ghost_coefficients(sp_.diffusion, grid.spacing[axis])
-    if face.kind == "periodic":
-        ghost = wrap
-    elif alpha == 1.0 and beta == 0.0:  # no-flux, and permeable with P = 0 or D = 0
-        ghost = c
-    elif alpha == -1.0:  # fixed value g: 2 g - edge
-        ghost = f"{_literal(printer, beta)} - {c}"
-    else:  # permeable: the coefficients NumPy uses, rounded to `real` as it casts them
-        ghost = f"{_literal(printer, alpha)} * {c} + {_literal(printer, beta)}"
-    return f"(({cond}) ? {inside} : ({ghost}))"
+class _CudaStencil(StencilPrinter):
+    """Prints the transport stencil (solver/backends/stencil.py) as CUDA: neighbours are
+    the `<species>_<axis><m|p>` locals, grid constants the #defines, coefficients literals."""
+
+    def __init__(self, model: Model, printer: _RealPrinter) -> None:
+        self.model, self.pr = model, printer
+
+    def number(self, value: float) -> str:
+        return _literal(self.pr, value)
+
+    def centre(self, s: int) -> str:
+        return f"c_{self.model.species[s].name}"
+
+    def neighbour(self, node: Neighbour) -> str:
+        return f"{self.model.species[node.s].name}_{AXES[node.axis]}{'mp'[node.side]}"
+
+    def inv_h(self, axis: int, power: int) -> str:
+        return f"INV_H{AXES[axis].upper()}{'2' if power == 2 else ''}"
+
+    def coefficient(self, s: int, what: str) -> str:
+        species = self.model.species[s]
+        return _literal(self.pr, species.diffusion if what == "diffusion" else species.chemotaxis.sensitivity)
+
+    def upwind(self, v: str, if_positive: str, otherwise: str) -> str:
+        return f"(({v} > {self.number(0.0)}) ? {v} * {if_positive} : {v} * {otherwise})"
+
+    def off_face(self, axis: int, side: int, a: str) -> str:
+        inside = f"{_INDEX[axis]} > 0" if side == 0 else f"{_INDEX[axis]} < {_EXTENT[axis]} - 1"
+        return f"(({inside}) ? {a} : {self.number(0.0)})"
+
+    def read(self, s: int, axis: int, side: int, rule: GhostRule) -> str:
+        """The neighbour's value: the next cell, or the ghost rule on the face."""
+        idx, ext, stride = _INDEX[axis], _EXTENT[axis], _STRIDE[axis]
+        base = f"u[{s} * N_CELLS + idx"
+        if side == 0:
+            inside, cond = f"{base} - {stride}]", f"{idx} > 0"
+            wrap = f"{base} + ({ext} - 1) * {stride}]"
+        else:
+            inside, cond = f"{base} + {stride}]", f"{idx} < {ext} - 1"
+            wrap = f"{base} - ({ext} - 1) * {stride}]"
+        c = self.centre(s)
+        ghost = {"wrap": wrap, "edge": c, "reflect": f"{self.number(rule.beta)} - {c}",
+                 "affine": f"{self.number(rule.alpha)} * {c} + {self.number(rule.beta)}"}[rule.kind]
+        return f"(({cond}) ? {inside} : ({ghost}))"
 
 
 def model_update_source(
@@ -152,13 +174,11 @@ def model_update_source(
     for a, coord in enumerate(COORDS):
         if coord in used:
             lines.append(f"    const real {_c_name(coord, model)} = ((real){_INDEX[a]} + {_literal(pr, 0.5)}) * H{AXES[a].upper()};")
-    need = model.neighbour_species(implicit_diffusion, implicit_chemotaxis)
-    for s, name in enumerate(names):
-        if not need[s]:
-            continue
-        for a in range(3):
-            for side, tag in ((0, "m"), (1, "p")):
-                lines.append(f"    const real {name}_{AXES[a]}{tag} = {_neighbour(model, grid, s, a, side, pr)};")
+    program = transport_program(model, grid, implicit_diffusion, implicit_chemotaxis)
+    stencil = _CudaStencil(model, pr)
+    for s, axis, side, rule in program.neighbours:
+        lines.append(f"    const real {stencil.neighbour(Neighbour(s, axis, side, rule))} = "
+                     f"{stencil.read(s, axis, side, rule)};")
 
     # Reaction terms: common subexpressions computed once for all species.
     subs = {sym: sp.Symbol(_c_name(sym, model), real=True) for sym in used}
@@ -169,22 +189,14 @@ def model_update_source(
     for sym, expr in temps:
         lines.append(f"    const real {sym} = {pr.doprint(_expand_small_powers(expr))};")
 
-    two = _literal(pr, 2.0)
     for s, (sp_, reaction) in enumerate(zip(model.species, reduced)):
         n = sp_.name
-        terms = []
-        if sp_.diffusion > 0 and s not in implicit_diffusion:
-            lap = " + ".join(
-                f"(({n}_{a}m + {n}_{a}p) - {two} * c_{n}) * INV_H{a.upper()}2" for a in AXES
-            )
-            lines.append(f"    const real lap_{n} = {lap};")
-            terms.append(f"{_literal(pr, sp_.diffusion)} * lap_{n}")
-            if rates and s in report_sinks:
-                lines.append(f"    diffusion_out[{s} * N_CELLS + idx] = {_literal(pr, sp_.diffusion)} * lap_{n};")
-        if sp_.chemotaxis is not None and s not in implicit_chemotaxis:
-            lines += _chemotaxis_lines(model, s, pr)
-            terms.append(f"chemo_{n}")
-        transport = " + ".join(terms)
+        moves = program.species[s]
+        for name, expr in moves.statements:
+            lines.append(f"    const real {name} = {stencil.expr(expr)};")
+        if rates and s in report_sinks and moves.diffusion is not None:
+            lines.append(f"    diffusion_out[{s} * N_CELLS + idx] = {moves.diffusion};")
+        transport = moves.total or ""
         rhs = pr.doprint(reaction) if reaction != 0 else ""
         if transport and rhs:
             total = f"({transport}) + ({rhs})"
@@ -194,7 +206,7 @@ def model_update_source(
             sink = pr.doprint(sink_exprs[s]) if sink_exprs[s] != 0 else _literal(pr, 0.0)
             lines.append(f"    rate[{s} * N_CELLS + idx] = {total};")
             lines.append(f"    sink[{s} * N_CELLS + idx] = {sink};")
-            if s in report_sinks and not (sp_.diffusion > 0 and s not in implicit_diffusion):
+            if s in report_sinks and program.species[s].diffusion is None:
                 lines.append(f"    diffusion_out[{s} * N_CELLS + idx] = {_literal(pr, 0.0)};")
         else:
             base = f"c_{n} + "
@@ -208,32 +220,6 @@ def model_update_source(
                 lines.append(f"    u_new[{s} * N_CELLS + idx] = {base}dt * ({total});")
     lines.append("}")
     return "\n".join(lines)
-
-
-def _chemotaxis_lines(model: Model, s: int, pr: _RealPrinter) -> list[str]:
-    """Upwind fluxes F = v u_upwind on the two faces of each axis; zero through the faces
-    that stop advection (FaceBC.stops_advection)."""
-    sp_ = model.species[s]
-    n, sig = sp_.name, model.species[sp_.chemotaxis.signal].name
-    chi = _literal(pr, sp_.chemotaxis.sensitivity)
-    zero = _literal(pr, 0.0)
-    lines, parts = [], []
-    for a, ax in enumerate(AXES):
-        inv_h = f"INV_H{ax.upper()}"
-        vp, vm = f"vp_{n}_{ax}", f"vm_{n}_{ax}"
-        lines.append(f"    const real {vp} = {chi} * (({sig}_{ax}p - c_{sig}) * {inv_h});")
-        lines.append(f"    const real {vm} = {chi} * ((c_{sig} - {sig}_{ax}m) * {inv_h});")
-        fp = f"(({vp} > {zero}) ? {vp} * c_{n} : {vp} * {n}_{ax}p)"
-        fm = f"(({vm} > {zero}) ? {vm} * {n}_{ax}m : {vm} * c_{n})"
-        if sp_.boundary.face(a, 1).stops_advection:
-            fp = f"(({_INDEX[a]} < {_EXTENT[a]} - 1) ? {fp} : {zero})"
-        if sp_.boundary.face(a, 0).stops_advection:
-            fm = f"(({_INDEX[a]} > 0) ? {fm} : {zero})"
-        lines.append(f"    const real fp_{n}_{ax} = {fp};")
-        lines.append(f"    const real fm_{n}_{ax} = {fm};")
-        parts.append(f"(fp_{n}_{ax} - fm_{n}_{ax}) * {inv_h}")
-    lines.append(f"    const real chemo_{n} = -({' + '.join(parts)});")
-    return lines
 
 
 def defines(model: Model, grid: Grid, dtype: np.dtype, block_size: int) -> str:

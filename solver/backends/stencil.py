@@ -1,0 +1,285 @@
+"""The transport stencil of one cell, written once and printed for every backend.
+
+Public API:
+    transport_program(model, grid, implicit_diffusion, implicit_chemotaxis) -> TransportProgram
+    GhostRule, ghost_rule(face, diffusion, h)     the value outside a face (FaceBC's affine rule)
+    Expression nodes: Num, Centre, Neighbour, InvH, Coefficient, Bin, Neg, Upwind, OffFace, Ref
+    StencilPrinter                                 base of the per-target printers
+
+Every backend steps
+
+    du/dt = D lap u - div(chi u grad s) + R(u, ...)
+
+with the same discrete operators (LeVeque, Finite Volume Methods, 2002, ch. 4 and 20 for
+the first-order upwind flux):
+
+    lap u   = sum_axes ((u_m + u_p) - 2 u_c) / h^2
+    chemo   = -sum_axes (F_p - F_m) / h,   F_p = v_p u_upwind,  v_p = chi (s_p - s_c) / h
+    F = 0 through the faces that stop advection (FaceBC.stops_advection)
+
+and the ghost values of solver/grid.py outside each face. This module states those
+operators once, as a small expression tree per species; solver/backends/cuda_codegen.py
+prints it as CUDA, solver/backends/cpu_codegen.py as a compiled (numba) CPU kernel and as
+the NumPy reference's array statements. The reaction terms come from the model's sympy
+expressions; the printers add them as `(transport) + (reaction)`, in that order, so every
+target performs the same floating-point operations in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from solver.grid import AXES, FaceBC, Grid
+from solver.model import Model
+
+
+@dataclass(frozen=True)
+class GhostRule:
+    """The value outside one face: `wrap` (periodic: the opposite edge cell), `edge` (the
+    edge cell itself: no-flux), `reflect` (beta - u_edge: a fixed value g, beta = 2 g) or
+    `affine` (alpha u_edge + beta: permeable). alpha and beta are FaceBC.ghost_coefficients."""
+
+    kind: str
+    alpha: float = 1.0
+    beta: float = 0.0
+
+
+def ghost_rule(face: FaceBC, diffusion: float, h: float, by_value: bool = True) -> GhostRule:
+    """The ghost rule of one face. `by_value`: simplify by the coefficients' values (a
+    permeable face with P = 0 or D = 0 is an edge copy), as a kernel with the numbers baked
+    in can; without it the kind alone decides, so a kernel that takes the coefficients at
+    run time serves every value."""
+    if face.kind == "periodic":
+        return GhostRule("wrap")
+    if face.kind == "no-flux":
+        return GhostRule("edge")
+    alpha, beta = face.ghost_coefficients(diffusion, h)
+    if by_value and alpha == 1.0 and beta == 0.0:
+        return GhostRule("edge")
+    if face.kind == "value":
+        return GhostRule("reflect", alpha, beta)
+    return GhostRule("affine", alpha, beta)
+
+
+# Expression nodes. Each printer turns them into its target's syntax; none reorders them.
+@dataclass(frozen=True)
+class Num:
+    """A literal in the working precision."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class Centre:
+    """Species s in this cell."""
+
+    s: int
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """Species s in the next cell along `axis` (side 0: lower index, 1: higher), or its
+    ghost value `rule` when this cell is on that face."""
+
+    s: int
+    axis: int
+    side: int
+    rule: GhostRule
+
+
+@dataclass(frozen=True)
+class InvH:
+    """1 / h (power 1) or 1 / h^2 (power 2) of one axis."""
+
+    axis: int
+    power: int
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """A species' constant: `diffusion` (D) or `sensitivity` (chi)."""
+
+    s: int
+    what: str
+
+
+@dataclass(frozen=True)
+class Bin:
+    """a op b, op one of + - *."""
+
+    op: str
+    a: object
+    b: object
+
+
+@dataclass(frozen=True)
+class Neg:
+    """-a."""
+
+    a: object
+
+
+@dataclass(frozen=True)
+class Upwind:
+    """(v > 0) ? v * if_positive : v * otherwise: the flux of a face velocity v."""
+
+    v: object
+    if_positive: object
+    otherwise: object
+
+
+@dataclass(frozen=True)
+class OffFace:
+    """`a`, except 0 in the cells on the face (axis, side)."""
+
+    axis: int
+    side: int
+    a: object
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A value named by an earlier statement."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SpeciesTransport:
+    """The transport of one species: statements (name, expression) to evaluate in order,
+    and the names of its diffusion term (D lap u) and of its whole transport (or None)."""
+
+    statements: tuple[tuple[str, object], ...]
+    diffusion: str | None
+    total: str | None
+
+
+@dataclass(frozen=True)
+class TransportProgram:
+    """Per species, what to evaluate; and which species are read at their neighbours."""
+
+    species: tuple[SpeciesTransport, ...]
+    neighbours: tuple[tuple[int, int, int, GhostRule], ...]  # (s, axis, side, rule) read anywhere
+
+
+def diffusion_axes(model: Model, grid: Grid, s: int) -> list[int]:
+    """Axes along which species s's neighbours can differ from its own value: one cell
+    between no-flux or periodic faces gives (u + u - 2u) = 0 exactly, so skipping the axis
+    changes no bit of the result and saves the work on thin grids."""
+    species = model.species[s]
+    return [a for a in range(3) if grid.shape[a] > 1
+            or species.boundary.face(a, 0).kind in ("value", "permeable")
+            or species.boundary.face(a, 1).kind in ("value", "permeable")]
+
+
+def transport_program(
+    model: Model, grid: Grid, implicit_diffusion: frozenset[int] = frozenset(),
+    implicit_chemotaxis: frozenset[int] = frozenset(), by_value: bool = True,
+) -> TransportProgram:
+    """The explicit transport of every species (none for those an IMEX step solves
+    implicitly: `implicit_diffusion` drops the diffusion term, `implicit_chemotaxis` the
+    chemotaxis term). `by_value`: see ghost_rule."""
+
+    def neighbour(s: int, axis: int, side: int) -> Neighbour:
+        face = model.species[s].boundary.face(axis, side)
+        return Neighbour(s, axis, side, ghost_rule(face, model.species[s].diffusion, grid.spacing[axis], by_value))
+
+    out = []
+    read: dict[tuple[int, int, int], GhostRule] = {}
+    for s, species in enumerate(model.species):
+        n = species.name
+        statements: list[tuple[str, object]] = []
+        parts: list[object] = []
+        diffusion = None
+        if species.diffusion > 0 and s not in implicit_diffusion and diffusion_axes(model, grid, s):
+            lap = None
+            for a in diffusion_axes(model, grid, s):
+                lo, hi = neighbour(s, a, 0), neighbour(s, a, 1)
+                term = Bin("*", Bin("-", Bin("+", lo, hi), Bin("*", Num(2.0), Centre(s))), InvH(a, 2))
+                lap = term if lap is None else Bin("+", lap, term)
+                for nb in (lo, hi):
+                    read[(nb.s, nb.axis, nb.side)] = nb.rule
+            statements.append((f"lap_{n}", lap))
+            diffusion = f"diff_{n}"
+            statements.append((diffusion, Bin("*", Coefficient(s, "diffusion"), Ref(f"lap_{n}"))))
+            parts.append(Ref(diffusion))
+        if species.chemotaxis is not None and s not in implicit_chemotaxis:
+            sig = species.chemotaxis.signal
+            div = None
+            for a, ax in enumerate(AXES):
+                sp_, sm = neighbour(sig, a, 1), neighbour(sig, a, 0)
+                up, um = neighbour(s, a, 1), neighbour(s, a, 0)
+                for nb in (sp_, sm, up, um):
+                    read[(nb.s, nb.axis, nb.side)] = nb.rule
+                chi = Coefficient(s, "sensitivity")
+                vp, vm = f"vp_{n}_{ax}", f"vm_{n}_{ax}"
+                statements.append((vp, Bin("*", chi, Bin("*", Bin("-", sp_, Centre(sig)), InvH(a, 1)))))
+                statements.append((vm, Bin("*", chi, Bin("*", Bin("-", Centre(sig), sm), InvH(a, 1)))))
+                fp: object = Upwind(Ref(vp), Centre(s), up)
+                fm: object = Upwind(Ref(vm), um, Centre(s))
+                if species.boundary.face(a, 1).stops_advection:
+                    fp = OffFace(a, 1, fp)
+                if species.boundary.face(a, 0).stops_advection:
+                    fm = OffFace(a, 0, fm)
+                statements.append((f"fp_{n}_{ax}", fp))
+                statements.append((f"fm_{n}_{ax}", fm))
+                term = Bin("*", Bin("-", Ref(f"fp_{n}_{ax}"), Ref(f"fm_{n}_{ax}")), InvH(a, 1))
+                div = term if div is None else Bin("+", div, term)
+            statements.append((f"chemo_{n}", Neg(div)))
+            parts.append(Ref(f"chemo_{n}"))
+        total = None
+        if parts:
+            expr = parts[0] if len(parts) == 1 else Bin("+", parts[0], parts[1])
+            total = f"transport_{n}"
+            statements.append((total, expr))
+        out.append(SpeciesTransport(tuple(statements), diffusion, total))
+    neighbours = tuple((s, a, side, rule) for (s, a, side), rule in sorted(read.items()))
+    return TransportProgram(tuple(out), neighbours)
+
+
+class StencilPrinter:
+    """Prints expression nodes; a target supplies the leaves and the two conditionals."""
+
+    def expr(self, node: object) -> str:
+        if isinstance(node, Bin):
+            return f"({self.expr(node.a)} {node.op} {self.expr(node.b)})"
+        if isinstance(node, Neg):
+            return f"-{self.expr(node.a)}"
+        if isinstance(node, Num):
+            return self.number(node.value)
+        if isinstance(node, Ref):
+            return node.name
+        if isinstance(node, Centre):
+            return self.centre(node.s)
+        if isinstance(node, Neighbour):
+            return self.neighbour(node)
+        if isinstance(node, InvH):
+            return self.inv_h(node.axis, node.power)
+        if isinstance(node, Coefficient):
+            return self.coefficient(node.s, node.what)
+        if isinstance(node, Upwind):
+            return self.upwind(self.expr(node.v), self.expr(node.if_positive), self.expr(node.otherwise))
+        if isinstance(node, OffFace):
+            return self.off_face(node.axis, node.side, self.expr(node.a))
+        raise TypeError(f"not a stencil node: {node!r}")
+
+    def number(self, value: float) -> str:
+        raise NotImplementedError
+
+    def centre(self, s: int) -> str:
+        raise NotImplementedError
+
+    def neighbour(self, node: Neighbour) -> str:
+        raise NotImplementedError
+
+    def inv_h(self, axis: int, power: int) -> str:
+        raise NotImplementedError
+
+    def coefficient(self, s: int, what: str) -> str:
+        raise NotImplementedError
+
+    def upwind(self, v: str, if_positive: str, otherwise: str) -> str:
+        raise NotImplementedError
+
+    def off_face(self, axis: int, side: int, a: str) -> str:
+        raise NotImplementedError
