@@ -26,15 +26,13 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 from sympy.codegen.ast import float32, float64, real
-from sympy.codegen.rewriting import create_expand_pow_optimization
 from sympy.printing.c import C99CodePrinter
 
-from solver.backends.stencil import GhostRule, Neighbour, StencilPrinter, transport_program
+from solver.backends.stencil import GhostRule, Neighbour, StencilPrinter, reaction_terms, transport_program
 from solver.grid import AXES, Grid
 from solver.model import COORDS, Model
 from solver.package_data import data_dir
 
-_expand_small_powers = create_expand_pow_optimization(4)  # x**2 -> x*x: no powf in the hot loop
 _INDEX = ("i", "j", "k")
 _EXTENT = ("NX", "NY", "NZ")
 _STRIDE = ("STRIDE_X", "STRIDE_Y", "1")
@@ -169,8 +167,8 @@ def model_update_source(
         lines.append(f"    const real c_{name} = u[{s} * N_CELLS + idx];")
     for m, name in enumerate(model.map_names):
         lines.append(f"    const real m_{name} = maps[{m} * N_CELLS + idx];")
-    sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * len(model.species)
-    used = set().union(*(e.free_symbols for e in [*(s.reaction for s in model.species), *sinks]))
+    terms = reaction_terms(model, implicit_sinks, lambda sym: _c_name(sym, model))
+    used = terms.used
     for a, coord in enumerate(COORDS):
         if coord in used:
             lines.append(f"    const real {_c_name(coord, model)} = ((real){_INDEX[a]} + {_literal(pr, 0.5)}) * H{AXES[a].upper()};")
@@ -181,15 +179,11 @@ def model_update_source(
                      f"{stencil.read(s, axis, side, rule)};")
 
     # Reaction terms: common subexpressions computed once for all species.
-    subs = {sym: sp.Symbol(_c_name(sym, model), real=True) for sym in used}
-    exprs = [s.reaction.xreplace(subs) for s in model.species] + [e.xreplace(subs) for e in sinks]
-    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("tmp_"), optimizations="basic")
-    reduced = [_expand_small_powers(r) for r in reduced]  # after cse, which would undo it
-    reduced, sink_exprs = reduced[: len(model.species)], reduced[len(model.species) :]
-    for sym, expr in temps:
-        lines.append(f"    const real {sym} = {pr.doprint(_expand_small_powers(expr))};")
+    for sym, expr in terms.temps:
+        lines.append(f"    const real {sym} = {pr.doprint(expr)};")
+    sink_exprs = terms.sinks
 
-    for s, (sp_, reaction) in enumerate(zip(model.species, reduced)):
+    for s, (sp_, reaction) in enumerate(zip(model.species, terms.rates)):
         n = sp_.name
         moves = program.species[s]
         for name, expr in moves.statements:

@@ -5,11 +5,12 @@ Public API:
     NumpyExplicitStepper(model, grid, dtype)
     NumpyImplicitSolver(lines, with_signal)   the implicit solves of solver/backends/lines.py
 
-Same discretisation, term by term and in the same order of operations, as the
-CUDA kernel generated in solver/backends/cuda_codegen.py, so the two agree to
-round-off. Each species is copied once per step into a preallocated buffer with
-one ghost layer (solver/grid.py gives the ghost rules); reactions are evaluated
-from the same sympy expressions, lambdified with common subexpressions shared.
+The reference every other backend is tested against. The transport is the stencil of
+solver/backends/stencil.py evaluated on whole arrays (the same nodes, in the same order of
+operations, as the CUDA and compiled CPU kernels print), so they agree to round-off.
+Each species read at its neighbours is copied once per step into a preallocated buffer
+with one ghost layer (solver/grid.py gives the ghost rules); reactions are evaluated from
+the same sympy expressions, lambdified with common subexpressions shared.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sympy as sp
 
 from solver.backends.base import Backend
 from solver.backends.lines import diffusion_lines, transport_lines
+from solver.backends.stencil import ArrayEvaluator, Neighbour, transport_program
 from solver.grid import Grid
 from solver.model import Model, Species
 
@@ -54,18 +56,10 @@ class NumpyExplicitStepper:
         self.report_sinks = frozenset(report_sinks)
         self.grid = grid
         self.dtype = np.dtype(dtype)
-        self.explicit_diffusion = [
-            s.diffusion > 0 and i not in implicit_diffusion for i, s in enumerate(model.species)
-        ]
-        self.explicit_chemotaxis = [
-            s.chemotaxis is not None and i not in implicit_chemotaxis for i, s in enumerate(model.species)
-        ]
+        self.program = transport_program(model, grid, implicit_diffusion, implicit_chemotaxis)
         need = model.neighbour_species(implicit_diffusion, implicit_chemotaxis)
         padded_shape = tuple(n + 2 for n in grid.shape)
         self.padded = {i: np.empty(padded_shape, dtype=self.dtype) for i, n in enumerate(need) if n}
-        cast = self.dtype.type
-        self.inv_h = [cast(1.0 / h) for h in grid.spacing]
-        self.inv_h2 = [cast(1.0 / (h * h)) for h in grid.spacing]
         self.coords = [grid.centres(a, self.dtype) for a in range(3)]  # in dtype, as the kernel
         self.args = model.arguments()
         n = len(model.species)
@@ -74,17 +68,9 @@ class NumpyExplicitStepper:
         self.reactions = sp.lambdify(
             self.args, [s.reaction for s in model.species] + sinks, modules="numpy", cse=True
         )
-        # Axes along which a species' neighbours can differ from its own value: one cell
-        # between no-flux or periodic faces gives (u + u - 2u) = 0 exactly, so skipping the
-        # axis changes no bit of the result and saves the work on thin grids.
-        self.axes = {
-            i: [a for a in range(3) if grid.shape[a] > 1
-                or s.boundary.face(a, 0).kind in ("value", "permeable")
-                or s.boundary.face(a, 1).kind in ("value", "permeable")]
-            for i, s in enumerate(model.species)
-        }
         self.ghost_plan = {i: self._ghost_plan(i) for i in self.padded}
         self.neighbours = [(_shifted(a, -1), _shifted(a, 1)) for a in range(3)]
+        self.evaluator = _PaddedEvaluator(model, grid, self.dtype)
 
     def _ghost_plan(self, s: int) -> list[tuple[tuple, tuple, float | None, float | None]]:
         """(ghost slice, source slice, alpha, beta) for the six faces of species s.
@@ -168,53 +154,34 @@ class NumpyExplicitStepper:
             values = self.reactions(*u, *maps[: len(self.model.maps)], t, *self.coords, *scalars)
         n = len(self.model.species)
         rates, sinks = values[:n], values[n:]
-        for s, species in enumerate(self.model.species):
-            c = u[s]
-            total = diffusion = None
-            if self.explicit_diffusion[s] and self.axes[s]:
-                p = padded[s]
-                lap = None
-                for a in self.axes[s]:
-                    lo, hi = self.neighbours[a]
-                    term = ((p[lo] + p[hi]) - cast(2) * c) * self.inv_h2[a]
-                    lap = term if lap is None else lap + term
-                total = diffusion = cast(species.diffusion) * lap
-            if self.explicit_chemotaxis[s]:
-                chemo = self.chemotaxis(s, c, padded)
-                total = chemo if total is None else total + chemo
+        self.evaluator.bind(u, padded, self.neighbours)
+        for s in range(n):
+            moves = self.program.species[s]
+            values = self.evaluator.run(moves, {}) if moves.statements else {}
+            total = values.get(moves.total)
+            diffusion = values.get(moves.diffusion)
             rate = rates[s]
             if not (np.isscalar(rate) and rate == 0):
                 total = rate if total is None else total + rate
             lam = sinks[s] if self.has_sink[s] else None
-            yield (c, total, lam, diffusion) if with_diffusion else (c, total, lam)
+            yield (u[s], total, lam, diffusion) if with_diffusion else (u[s], total, lam)
 
-    def chemotaxis(self, s: int, c: np.ndarray, padded: dict[int, np.ndarray]) -> np.ndarray:
-        """-div(chi u grad signal) with first-order upwind fluxes.
 
-        Zero advective flux through the faces that stop advection (FaceBC.stops_advection:
-        no-flux, and permeable, whose prescribed flux P (g - u_face) the diffusion ghost
-        already delivers).
-        """
-        species = self.model.species[s]
-        cast = self.dtype.type
-        chi, zero = cast(species.chemotaxis.sensitivity), cast(0)
-        sig = species.chemotaxis.signal
-        ps, pu = padded[sig], padded[s]
-        sc = ps[_CENTRE]
-        div = None
-        for a in range(3):
-            inv_h = self.inv_h[a]
-            vp = chi * ((ps[_shifted(a, 1)] - sc) * inv_h)
-            vm = chi * ((sc - ps[_shifted(a, -1)]) * inv_h)
-            fp = np.where(vp > zero, vp * c, vp * pu[_shifted(a, 1)])
-            fm = np.where(vm > zero, vm * pu[_shifted(a, -1)], vm * c)
-            if species.boundary.face(a, 1).stops_advection:
-                fp[tuple(-1 if b == a else slice(None) for b in range(3))] = zero
-            if species.boundary.face(a, 0).stops_advection:
-                fm[tuple(0 if b == a else slice(None) for b in range(3))] = zero
-            term = (fp - fm) * inv_h
-            div = term if div is None else div + term
-        return -div
+class _PaddedEvaluator(ArrayEvaluator):
+    """The stencil on NumPy arrays: a neighbour is a shifted view of the species' ghost-padded
+    copy (ghost faces filled by NumpyExplicitStepper.fill_ghosts)."""
+
+    def __init__(self, model: Model, grid: Grid, dtype: np.dtype) -> None:
+        super().__init__(model, grid, dtype, np)
+
+    def bind(self, u: np.ndarray, padded: dict[int, np.ndarray], neighbours) -> None:
+        self.u, self.padded, self.shifts = u, padded, neighbours
+
+    def centre(self, s: int) -> np.ndarray:
+        return self.u[s]
+
+    def neighbour(self, node: Neighbour) -> np.ndarray:
+        return self.padded[node.s][self.shifts[node.axis][node.side]]
 
 
 class NumpyImplicitSolver:

@@ -283,3 +283,105 @@ class StencilPrinter:
 
     def off_face(self, axis: int, side: int, a: str) -> str:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ReactionTerms:
+    """The reaction terms R_i and sink rates lambda_i of every species, written in the
+    printers' names (`name` of each symbol), common subexpressions shared: evaluate
+    `temps` in order, then `rates[i]` and `sinks[i]` (0 where there is none)."""
+
+    used: frozenset
+    temps: tuple[tuple[object, object], ...]
+    rates: tuple[object, ...]
+    sinks: tuple[object, ...]
+
+
+def reaction_terms(model: Model, implicit_sinks: bool, name) -> ReactionTerms:
+    """R_i (and lambda_i with implicit_sinks: Model.loss_rates) of every species, with the
+    model's symbols renamed by `name(symbol) -> str` and integer powers up to 4 written as
+    products (no pow call in the hot loop: x**2 -> x*x, after cse, which would undo it)."""
+    import sympy as sp
+    from sympy.codegen.rewriting import create_expand_pow_optimization
+
+    expand = create_expand_pow_optimization(4)
+    sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * len(model.species)
+    used = frozenset().union(*(e.free_symbols for e in [*(s.reaction for s in model.species), *sinks]))
+    subs = {sym: sp.Symbol(name(sym), real=True) for sym in used}
+    exprs = [s.reaction.xreplace(subs) for s in model.species] + [e.xreplace(subs) for e in sinks]
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("tmp_"), optimizations="basic")
+    reduced = [expand(r) for r in reduced]
+    n = len(model.species)
+    return ReactionTerms(used, tuple((sym, expand(e)) for sym, e in temps), tuple(reduced[:n]), tuple(reduced[n:]))
+
+
+class ArrayEvaluator:
+    """Evaluates the transport stencil on whole arrays of an array module `xp` (NumPy for
+    the reference backend, CuPy or jax for the benchmark's peers): the same nodes, the
+    same order of operations as the printed kernels, every value a grid-sized array.
+
+    A target supplies centre(s) and neighbour(node) (its own ghost handling); off_face
+    zeroes the face layer in place (a fresh array from the Upwind before it) where the
+    array module allows it, else with a mask.
+    """
+
+    def __init__(self, model: Model, grid: Grid, dtype, xp) -> None:
+        import numpy as np
+
+        self.model, self.grid, self.xp = model, grid, xp
+        self.cast = np.dtype(dtype).type
+        self.inv_h = [self.cast(1.0 / h) for h in grid.spacing]
+        self.inv_h2 = [self.cast(1.0 / (h * h)) for h in grid.spacing]
+        self.in_place = xp is np
+
+    def run(self, transport: SpeciesTransport, values: dict) -> dict:
+        """Evaluate one species' statements into `values` (name -> array); returns it."""
+        for name, expr in transport.statements:
+            values[name] = self.eval(expr, values)
+        return values
+
+    def eval(self, node: object, values: dict):
+        if isinstance(node, Bin):
+            a, b = self.eval(node.a, values), self.eval(node.b, values)
+            return a + b if node.op == "+" else a - b if node.op == "-" else a * b
+        if isinstance(node, Neg):
+            return -self.eval(node.a, values)
+        if isinstance(node, Ref):
+            return values[node.name]
+        if isinstance(node, Num):
+            return self.cast(node.value)
+        if isinstance(node, Centre):
+            return self.centre(node.s)
+        if isinstance(node, Neighbour):
+            return self.neighbour(node)
+        if isinstance(node, InvH):
+            return (self.inv_h2 if node.power == 2 else self.inv_h)[node.axis]
+        if isinstance(node, Coefficient):
+            species = self.model.species[node.s]
+            return self.cast(species.diffusion if node.what == "diffusion" else species.chemotaxis.sensitivity)
+        if isinstance(node, Upwind):
+            v = self.eval(node.v, values)
+            return self.xp.where(v > self.cast(0), v * self.eval(node.if_positive, values),
+                                 v * self.eval(node.otherwise, values))
+        if isinstance(node, OffFace):
+            return self.off_face(node.axis, node.side, self.eval(node.a, values))
+        raise TypeError(f"not a stencil node: {node!r}")
+
+    def centre(self, s: int):
+        raise NotImplementedError
+
+    def neighbour(self, node: Neighbour):
+        raise NotImplementedError
+
+    def off_face(self, axis: int, side: int, a):
+        index = [slice(None)] * 3
+        index[axis] = -1 if side == 1 else 0
+        if self.in_place:
+            a[tuple(index)] = self.cast(0)
+            return a
+        mask = self.xp.ones(self.grid.shape, dtype=bool)
+        if hasattr(mask, "at"):  # jax arrays are immutable
+            mask = mask.at[tuple(index)].set(False)
+        else:
+            mask[tuple(index)] = False
+        return self.xp.where(mask, a, self.cast(0))
