@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import sympy as sp
 
+from solver.backends.stencil import ArrayEvaluator, Neighbour, ghost_rule, transport_program
 from solver.grid import Grid
 from solver.model import COORDS, TIME, Model
 
@@ -28,14 +29,10 @@ def _along(axis: int, index: slice) -> tuple[slice, ...]:
 class ArrayExpressionStep:
     """The forward-Euler step written the straightforward way, for any array module.
 
-    Same discretisation and order of operations as the fused kernel
-    (solver/backends/cuda_codegen.py) and the NumPy fallback: per axis the neighbour
-    arrays are built by concatenating the ghost slab (solver/grid.py rules: no-flux
-    copies the edge, periodic wraps, a fixed value g gives 2 g - u_edge, a permeable face
-    alpha u_edge + beta) to the shifted field, then
+    The stencil of solver/backends/stencil.py (the one every backend prints), evaluated
+    with whole arrays: per axis the neighbour arrays are built by concatenating the ghost
+    slab to the shifted field, then
 
-        lap u   = sum_axes ((u_m + u_p) - 2 u) / h^2
-        chemo   = -sum_axes (F_p - F_m) / h,  F = v u_upwind,  v = chi (s_p - s) / h
         u_new   = u + dt ((D lap u + chemo) + R)        [/ (1 + dt lambda) for implicit sinks]
 
     Reactions are the model's sympy expressions lambdified for `xp` (common
@@ -60,11 +57,6 @@ class ArrayExpressionStep:
                 [n if a == b else 1 for b in range(3)]))
             for a, (n, h) in enumerate(zip(grid.shape, grid.spacing))
         ]
-        # i < n - 1 and i > 0 along each axis: where a no-flux face does not cut the flux.
-        self.not_last = [xp.asarray((np.arange(n) < n - 1).reshape([n if a == b else 1 for b in range(3)]))
-                         for a, n in enumerate(grid.shape)]
-        self.not_first = [xp.asarray((np.arange(n) > 0).reshape([n if a == b else 1 for b in range(3)]))
-                          for a, n in enumerate(grid.shape)]
         args = [s.symbol for s in model.species] + [sp.Symbol(m, real=True) for m in model.map_names]
         args += [TIME, *COORDS, *(sp.Symbol(n, real=True) for n in model.systemic_names)]
         n_species = len(model.species)
@@ -73,30 +65,27 @@ class ArrayExpressionStep:
         module = self.MODULES.get(getattr(xp, "__name__", ""), "numpy")
         self.reactions = sp.lambdify(args, [s.reaction for s in model.species] + sinks,
                                      modules=module, cse=True)
-        need = [s.diffusion > 0 or s.chemotaxis is not None for s in model.species]
-        for s in model.species:
-            if s.chemotaxis is not None:
-                need[s.chemotaxis.signal] = True
-        self.need_neighbours = need
+        self.program = transport_program(model, grid)
+        self.evaluator = _ConcatenatedEvaluator(self, model, grid, dtype, xp)
         self.numpy = xp is np
 
     def neighbours(self, s: int, c: Any, axis: int) -> tuple[Any, Any]:
-        """Species s's values in the cell below and above along `axis`, ghosts included."""
+        """Species s's values in the cell below and above along `axis`: the shifted field
+        with the ghost slab (rule of solver/backends/stencil.py) concatenated."""
         xp, n = self.xp, self.grid.shape[axis]
-        species = self.model.species[s]
         first, last = c[_along(axis, slice(0, 1))], c[_along(axis, slice(n - 1, n))]
         ghosts = []
         for side, edge, wrap in ((0, first, last), (1, last, first)):
-            face = species.boundary.face(axis, side)
-            if face.kind == "periodic":
+            face = self.model.species[s].boundary.face(axis, side)
+            rule = ghost_rule(face, self.model.species[s].diffusion, self.grid.spacing[axis])
+            if rule.kind == "wrap":
                 ghosts.append(wrap)
-            elif face.kind == "value":
-                ghosts.append(self.cast(2.0 * face.value) - edge)
-            elif face.kind == "permeable":
-                alpha, beta = face.ghost_coefficients(species.diffusion, self.grid.spacing[axis])
-                ghosts.append(self.cast(alpha) * edge + self.cast(beta))
-            else:
+            elif rule.kind == "edge":
                 ghosts.append(edge)
+            elif rule.kind == "reflect":
+                ghosts.append(self.cast(rule.beta) - edge)
+            else:
+                ghosts.append(self.cast(rule.alpha) * edge + self.cast(rule.beta))
         below = xp.concatenate([ghosts[0], c[_along(axis, slice(0, n - 1))]], axis=axis)
         above = xp.concatenate([c[_along(axis, slice(1, n))], ghosts[1]], axis=axis)
         return below, above
@@ -106,8 +95,7 @@ class ArrayExpressionStep:
         cast, model = self.cast, self.model
         fields = [u[i] for i in range(len(model.species))]
         map_fields = [maps[i] for i in range(len(model.maps))]
-        near = {s: [self.neighbours(s, fields[s], a) for a in range(3)]
-                for s in range(len(fields)) if self.need_neighbours[s]}
+        self.evaluator.fields, self.evaluator.near = fields, {}
         errors = np.errstate(all="ignore") if self.numpy else contextlib.nullcontext()
         with errors:  # saturating terms may overflow to inf and divide by it, as on the GPU
             values = self.reactions(*fields, *map_fields, t, *self.coords, *systemic)
@@ -116,17 +104,8 @@ class ArrayExpressionStep:
             out = []
             for s, species in enumerate(model.species):
                 c = fields[s]
-                total = None
-                if species.diffusion > 0:
-                    lap = None
-                    for a in range(3):
-                        below, above = near[s][a]
-                        term = ((below + above) - cast(2) * c) * self.inv_h2[a]
-                        lap = term if lap is None else lap + term
-                    total = cast(species.diffusion) * lap
-                if species.chemotaxis is not None:
-                    chemo = self._chemotaxis(s, c, fields, near)
-                    total = chemo if total is None else total + chemo
+                moves = self.program.species[s]
+                total = self.evaluator.run(moves, {}).get(moves.total) if moves.statements else None
                 rate = rates[s]
                 if not (np.isscalar(rate) and rate == 0):
                     total = rate if total is None else total + rate
@@ -138,32 +117,27 @@ class ArrayExpressionStep:
                     out.append(c + dt * total)
         return out
 
-    def _chemotaxis(self, s: int, c: Any, fields: list[Any], near: dict[int, list]) -> Any:
-        """-div(chi u grad signal), first-order upwind; zero flux through no-flux and permeable faces."""
-        xp, cast = self.xp, self.cast
-        species = self.model.species[s]
-        chi, zero = cast(species.chemotaxis.sensitivity), cast(0)
-        sig = species.chemotaxis.signal
-        sc = fields[sig]
-        div = None
-        for a in range(3):
-            inv_h = self.inv_h[a]
-            s_below, s_above = near[sig][a]
-            u_below, u_above = near[s][a]
-            vp = chi * ((s_above - sc) * inv_h)
-            vm = chi * ((sc - s_below) * inv_h)
-            fp = xp.where(vp > zero, vp * c, vp * u_above)
-            fm = xp.where(vm > zero, vm * u_below, vm * c)
-            if species.boundary.face(a, 1).kind in ("no-flux", "permeable"):
-                fp = xp.where(self.not_last[a], fp, zero)
-            if species.boundary.face(a, 0).kind in ("no-flux", "permeable"):
-                fm = xp.where(self.not_first[a], fm, zero)
-            term = (fp - fm) * inv_h
-            div = term if div is None else div + term
-        return -div
-
     def step(self, u: Any, u_new: Any, maps: Any, t: float, dt: float, systemic: Sequence[float] = ()) -> None:
         """The ExplicitStepper interface for NumPy and CuPy: writes u_new species by species."""
         cast = self.cast
         for s, value in enumerate(self.new_fields(u, maps, cast(t), cast(dt), [cast(v) for v in systemic])):
             u_new[s] = value
+
+
+class _ConcatenatedEvaluator(ArrayEvaluator):
+    """The stencil on whole arrays whose neighbours are built by concatenation (no padded
+    buffers: what a person writes first, and what jax.jit can trace)."""
+
+    def __init__(self, step: ArrayExpressionStep, model: Model, grid: Grid, dtype: np.dtype, xp: Any) -> None:
+        super().__init__(model, grid, dtype, xp)
+        self.in_place = False  # the straightforward way: a masked select, not a face assignment
+        self.step, self.fields, self.near = step, [], {}
+
+    def centre(self, s: int) -> Any:
+        return self.fields[s]
+
+    def neighbour(self, node: Neighbour) -> Any:
+        key = (node.s, node.axis)
+        if key not in self.near:
+            self.near[key] = self.step.neighbours(node.s, self.fields[node.s], node.axis)
+        return self.near[key][node.side]
