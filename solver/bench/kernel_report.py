@@ -475,34 +475,34 @@ class KernelReport:
     def step(self) -> KernelStats:
         return next(r for r in self.rows if r.kernel.entry == "explicit_step")
 
-    def targets(self) -> list[tuple[str, str, str]]:
-        """(status, name, detail): the SASS target (PASS/FAIL on its config, INFO elsewhere), fast-math INFO."""
+    def targets(self) -> list[tuple[str, str, float | None, float, str]]:
+        """(status, name, value, threshold, detail): the SASS target (PASS/FAIL on its own
+        config, INFO on any other), the fast-math build and the roofline prediction (INFO)."""
         s = self.step()
         n, spills = s.sass_per_cell(), s.spill_stores + s.spill_loads
-        name = f"GPU static: explicit step <= {TARGET_SASS_PER_CELL} SASS instructions per cell and no spills, " \
-               f"{TARGET_CONFIG.replace('-', '_')}"
         ok = n is not None and n <= TARGET_SASS_PER_CELL and spills == 0
         status = ("PASS" if ok else "FAIL") if self.config == TARGET_CONFIG else "INFO"
-        detail = f"{n} per cell, {spills} bytes spilled ({self.config} {'x'.join(map(str, self.grid))} {self.dtype} " \
-                 f"{self.arch}, {s.kernel.variant})"
-        out = [(status, name, detail)]
+        where = f"{self.config} {'x'.join(map(str, self.grid))} {self.dtype} {self.arch}, {s.kernel.variant}"
+        out = [(status, target_name(), n, TARGET_SASS_PER_CELL,
+                f"{n} per cell, {spills} bytes spilled, {s.registers} registers ({where})")]
         if self.fast_math is not None:
             f = self.fast_math
-            out.append(("INFO", "GPU static: explicit step with --use_fast_math",
+            out.append(("INFO", "GPU static: explicit step with --use_fast_math", f.sass_per_cell(),
+                        TARGET_SASS_PER_CELL,
                         (f"{f.sass_per_cell()} SASS per cell (default {n}), {f.registers} registers, "
                         f"{f.spill_stores + f.spill_loads} bytes spilled, slow ops {_slow(f)}")))
         for device in DEVICES:
             frac = s.predicted_fraction_of_copy(device)
             if frac is not None:
-                out.append(("INFO", f"GPU static: explicit step predicted fraction of copy bandwidth, {device}",
-                            (f"{frac:.0%} (model, not a measurement: min(1, issue-bound / bandwidth-bound cell rate) "
-                            f"at {s.sass_per_cell()} SASS and {s.kernel.bytes_floor} B per cell)")))
+                out.append(("INFO", f"GPU static: explicit step, predicted fraction of copy bandwidth, {device}",
+                            frac, 1.0, (f"{frac:.0%} (a model, not a measurement: min(1, issue-bound / "
+                            f"bandwidth-bound cell rate) at {n} SASS and {s.kernel.bytes_floor} B per cell)")))
         return out
 
-    def to_markdown(self) -> str:
-        """The table, the target lines and how each column is counted."""
-        lines = [(f"## GPU kernels, static ({self.config}, {'x'.join(map(str, self.grid))}, {self.dtype}, {self.arch}, "
-                 f"variants: {self.variants})"), "",
+    def table(self) -> list[str]:
+        """The Markdown table, one row per kernel (and the fast-math explicit step)."""
+        lines = [(f"GPU kernels, static: {self.config}, {'x'.join(map(str, self.grid))}, {self.dtype}, {self.arch} "
+                 f"(NVRTC + cuobjdump; explicit kernels: {self.step().kernel.variant})"), "",
                  ("| kernel | regs | spill st/ld B | smem B | cmem B | SASS total | SASS/cell | loop bodies | slow ops | "
                  "B/cell floor | B/cell no L2 reuse | pred. of copy H100/H200 | launched |"),
                  "|---" * 13 + "|"]
@@ -511,32 +511,45 @@ class KernelReport:
             fr = [r.predicted_fraction_of_copy(d) for d in DEVICES]
             lines.append(
                 f"| {name} | {r.registers} | {r.spill_stores}/{r.spill_loads} | {r.shared} | {r.constant} | "
-                f"{r.sass.total} | {_dash(r.sass_per_cell())} | {','.join(map(str, r.sass.loops)) or '-'} | {_slow(r)} | "
-                f"{_dash(r.kernel.bytes_floor)} | {_dash(r.kernel.bytes_no_reuse)} | "
+                f"{r.sass.total} | {_dash(r.sass_per_cell())} | {','.join(map(str, r.sass.loops)) or '-'} | "
+                f"{_slow(r)} | {_dash(r.kernel.bytes_floor)} | {_dash(r.kernel.bytes_no_reuse)} | "
                 f"{'/'.join('-' if f is None else f'{f:.0%}' for f in fr)} | {r.kernel.used} |")
+        return lines
+
+    def to_markdown(self, targets: bool = True) -> str:
+        """A section: the table, how each column is counted, and (targets) the target lines."""
         s = self.step()
-        lines += ["", (f"Explicit kernels: {s.kernel.variant}. SASS/cell: the function's instructions without the "
-                  "padding and the slow-path subroutines; one thread per cell, no loop, so each runs at most once "
-                  "per cell (an upper bound). Line kernels: one thread per line; their loop bodies are the "
-                  "instructions per cell (an unrolled body holds several cells). Slow ops: FCHK = exact divisions, "
-                  "MUFU = special-function unit, CALL = slow-path calls, BSSY = divergent blocks. "
-                  "B/cell floor: each species and map read once, each output written once (line kernels: the "
-                  "per-cell arrays of their arguments); no L2 reuse: every neighbour row from DRAM (line kernels: "
-                  "the second sweep and the scratch arrays from DRAM).")]
+        lines = ["## GPU kernels, static", "", *self.table(), "",
+                 ("SASS/cell: the function's instructions without the padding and the slow-path subroutines; "
+                 "one thread per cell and no loop, so each runs at most once per cell (an upper bound). Line "
+                 "kernels: one thread per line; their loop bodies are the instructions per cell (an unrolled "
+                 "body holds several cells). Slow ops: FCHK = exact divisions, MUFU = special-function unit, "
+                 "CALL = slow-path calls, BSSY = divergent blocks. B/cell floor: each species and map read "
+                 "once, each output written once (line kernels: the per-cell arrays of their arguments); no L2 "
+                 "reuse: every neighbour row from DRAM (line kernels: the second sweep and the scratch arrays "
+                 "too). Predicted fraction of copy: a roofline model, not a measurement "
+                 "(solver/bench/kernel_report.py).")]
         if s.kernel.window_bytes:
             lines.append(f"The neighbour rows are reused from L2 while 3 x-planes of the neighbour species "
                          f"({s.kernel.window_bytes / 1e6:.1f} MB) fit in its {L2_BYTES / 1e6:.0f} MB.")
-        lines += ["", *(f"    {st}: {n}: {d}" for st, n, d in self.targets())]
+        if targets:
+            lines += ["", *(f"    {t[0]}: {t[1]}: {t[4]}" for t in self.targets())]
         return "\n".join(lines) + "\n"
 
     def summary(self) -> str:
-        return "\n".join(f"{st}: {n}: {d}" for st, n, d in self.targets())
+        return "\n".join(f"{t[0]}: {t[1]}: {t[4]}" for t in self.targets())
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "grid": list(self.grid), "dtype": self.dtype, "arch": self.arch,
                 "variants": self.variants, "kernels": [r.as_dict() for r in self.rows],
                 "explicit_step_fast_math": self.fast_math.as_dict() if self.fast_math else None,
-                "targets": [{"status": st, "name": n, "detail": d} for st, n, d in self.targets()]}
+                "targets": [dict(zip(("status", "name", "value", "threshold", "detail"), t)) for t in self.targets()]}
+
+
+def target_name() -> str:
+    """The name of the explicit step's SASS target line."""
+    return (f"GPU static: explicit step <= {TARGET_SASS_PER_CELL} SASS instructions per cell and no spills, "
+            f"{TARGET_CONFIG.replace('-', '_')}")
 
 
 def _slow(r: KernelStats) -> str:
