@@ -367,7 +367,7 @@ def kernel_sources(config: RunConfig, dtype: np.dtype | None = None, variants: s
     variants "bench": the explicit kernels as the benchmark's fused step (every transport
     term explicit, the linear sinks implicit unless time.reactions is explicit): no field
     is evaluated. "run": as a run of this config builds them, from its run plan (which
-    evaluates the initial fields on the whole grid: ~25 s at 256^3 on 2 cores), the IMEX
+    evaluates the initial fields on the whole grid: ~50 s at 256^3 on 2 cores), the IMEX
     flags of solver/integrators/imex.py (ImexIntegrator._make_stepper).
     """
     model = build_model(config)
@@ -398,7 +398,7 @@ def _explicit_flags(config: RunConfig, model: Model, grid: Grid, dtype: np.dtype
     if variants == "bench":
         flags = {"implicit_sinks": config.time.reactions != "explicit"}
         used = {"explicit step": "benchmark's fused step", "explicit rates": "order 2 (explicit integrator)",
-                "line_solve": "-", "line_solve_scaled": "imex", "transport_solve": "imex + implicit_chemotaxis"}
+                "line_solve": "imex: compiled, not launched", "line_solve_scaled": "imex", "transport_solve": "imex + implicit_chemotaxis"}
         return flags, used
     if variants != "run":
         raise ValueError(f"variants must be 'bench' or 'run', got {variants!r}")
