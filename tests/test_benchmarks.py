@@ -97,8 +97,23 @@ def test_every_issue_target_has_a_line(small_report) -> None:
     for phrase in ("85% of copy bandwidth", "25x plain CuPy", "3x jax.jit", "outside stepping kernels",
                    "3x straightforward NumPy", "1024^3"):
         assert phrase in names
-    gpu_lines = [t for t in report.targets if "copy bandwidth" in t.name or "CuPy" in t.name or "jax" in t.name]
+    gpu_lines = [t for t in report.targets if "fused step" in t.name]
     assert gpu_lines and all(t.status == "SKIP" for t in gpu_lines)  # no GPU in small mode
+
+
+def test_static_kernel_lines_are_judged_without_a_gpu(small_report) -> None:
+    """The static GPU kernel report runs in small mode too (NVRTC + cuobjdump, no GPU)."""
+    from solver.bench.kernel_report import target_name, tools_missing
+
+    report, out = small_report
+    line = next(t for t in report.targets if t.name == target_name())
+    if tools_missing() is not None:
+        assert line.status == "SKIP" and "gpu" in line.detail
+        return
+    assert line.status in ("PASS", "FAIL") and line.value > 0
+    assert "| explicit step |" in report.summary() and "## GPU kernels, static" in (out / "bench.md").read_text()
+    data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert data["kernels_static"]["config"] == "chemoimmuno-256"
 
 
 def test_end_to_end_row_counts_steps_and_snapshots(small_report) -> None:
@@ -179,7 +194,7 @@ def test_bench_script_small_mode_runs_without_cupy_or_jax(tmp_path) -> None:
     """`python benchmarks/bench.py --small` from a checkout: table on stdout, files under --out."""
     probe = (
         "import runpy, sys; sys.argv = ['bench.py', '--small', '--sizes', '8', '--repeats', '1', "
-        f"'--no-end-to-end', '--no-largest-grid', '-q', '--out', {str(tmp_path)!r}]; "
+        f"'--no-end-to-end', '--no-largest-grid', '--no-kernels', '-q', '--out', {str(tmp_path)!r}]; "
         "code = 0\n"
         "try:\n    runpy.run_path('benchmarks/bench.py', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code\n"

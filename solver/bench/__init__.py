@@ -1,10 +1,13 @@
 """Performance benchmark of the explicit step: `tumorsim bench` and benchmarks/bench.py.
 
 Modules: cases (models, grids, targets), peers (the same step as array expressions),
-timing, measure, memory (largest grid), report (rows, targets, JSON, Markdown).
+timing, measure, memory (largest grid), report (rows, targets, JSON, Markdown),
+kernel_report (the GPU kernels measured statically: registers, SASS, bytes per cell;
+also `python -m solver.bench.kernel_report CONFIG`).
 
 Public API:
-    run_benchmark(small=False, sizes=None, out_dir=None, ...) -> BenchmarkReport
+    run_benchmark(small=False, sizes=None, out_dir=None, ..., kernels=True) -> BenchmarkReport
+    static_kernel_report(report)     adds the static GPU kernel report (kernel_report.py)
     add_arguments(parser)            the options of `tumorsim bench` and benchmarks/bench.py
     run_from_args(args) -> BenchmarkReport
     BenchmarkReport                  rows, targets; .to_json(), .to_markdown(), .summary(), .write(dir)
@@ -101,7 +104,7 @@ from solver.bench.timing import Budget, prepare_case
 
 __all__ = [
     "DEPILLIS", "MODEL_CASES", "ArrayExpressionStep", "BenchmarkReport", "add_arguments", "largest_cube",
-    "persistent_bytes_per_cell", "prepare_case", "run_benchmark", "run_from_args",
+    "persistent_bytes_per_cell", "prepare_case", "run_benchmark", "run_from_args", "static_kernel_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,7 @@ def run_benchmark(
     repeats: int | None = None,
     budget_s: float | None = None,
     models: Sequence[str] | None = None,
+    kernels: bool = True,
 ) -> BenchmarkReport:
     """Measure the explicit step and its peers; judge the targets; optionally write files.
 
@@ -163,6 +167,8 @@ def run_benchmark(
         repeats: timed repeats per measurement (default 7 on the CPU at 32^3, 3 above, 15 on the GPU).
         budget_s: wall-clock budget; optional peers past it are skipped (and say so).
         models: names from MODEL_CASES (default both).
+        kernels: the static report of the GPU kernels (solver/bench/kernel_report.py, no GPU
+            needed: NVRTC and cuobjdump from the `gpu` extra; SKIP with the reason without them).
 
     Raises:
         BackendError: full mode without CuPy or a CUDA device.
@@ -184,6 +190,8 @@ def run_benchmark(
                 estimate_largest_grid(report)
         else:
             _run_full(report, cases, sizes, repeats, use_jax, end_to_end, largest_grid, budget, Path(tmp), save)
+    if kernels:
+        static_kernel_report(report)
     save()
     if out_dir is not None:
         log.info("wrote bench.json, bench.md and summary.txt to %s", out_dir)
@@ -280,6 +288,25 @@ def _run_full(report: BenchmarkReport, cases: Sequence[ModelCase], sizes: Sequen
                         "the host clock around block_until_ready; CPU rows with the host clock.")
 
 
+def static_kernel_report(report: BenchmarkReport) -> None:
+    """The GPU kernels of configs/chemoimmuno_256.yaml measured statically (seconds, no GPU):
+    report.kernels, or a note saying why not (its target line is then SKIP)."""
+    from solver.bench import kernel_report as kr
+    from solver.package_data import data_dir
+
+    why = kr.tools_missing()
+    if why is not None:
+        report.kernels_skipped = f"{why}: pip install -e '.[gpu]'"
+        report.notes.append(f"static GPU kernel report skipped: {report.kernels_skipped}")
+        return
+    try:
+        report.kernels = kr.kernel_report(data_dir("configs") / "chemoimmuno_256.yaml")
+    except Exception as exc:  # a compiler or parser failure: report it, keep the rest
+        log.exception("static GPU kernel report failed")
+        report.kernels_skipped = f"failed: {exc.__class__.__name__}: {str(exc)[:200]}"
+        report.notes.append(f"static GPU kernel report {report.kernels_skipped}")
+
+
 DEFAULT_OUT = Path("benchmarks") / "out"
 
 
@@ -297,6 +324,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-jax", action="store_true", help="skip the jax.jit peer")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end runs")
     parser.add_argument("--no-largest-grid", action="store_true", help="skip the largest-grid estimate")
+    parser.add_argument("--no-kernels", action="store_true",
+                        help="skip the static GPU kernel report (registers, SASS; NVRTC + cuobjdump, no GPU)")
     parser.add_argument("--budget-s", type=float, metavar="S",
                         help="skip optional peers once the benchmark has run S seconds")
 
@@ -310,6 +339,7 @@ def run_from_args(args: argparse.Namespace) -> BenchmarkReport:
         use_jax=not args.no_jax,
         end_to_end=not args.no_end_to_end,
         largest_grid=not args.no_largest_grid,
+        kernels=not args.no_kernels,
         repeats=args.repeats,
         budget_s=args.budget_s,
         models=args.models,

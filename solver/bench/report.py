@@ -97,6 +97,8 @@ class BenchmarkReport:
     largest_grid: dict[str, Any] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kernels: Any = None  # solver.bench.kernel_report.KernelReport: the GPU kernels measured statically
+    kernels_skipped: str = ""  # why there is none (no NVRTC or cuobjdump here, or a failure)
 
     def find(self, model: str, grid: int, dtype: str, impl: str) -> StepRow | None:
         for row in self.steps:
@@ -114,6 +116,7 @@ class BenchmarkReport:
             "largest_grid": self.largest_grid,
             "targets": [dataclasses.asdict(t) for t in self.targets],
             "notes": self.notes,
+            "kernels_static": self.kernels.as_dict() if self.kernels is not None else self.kernels_skipped or None,
         }
 
     def to_json(self) -> str:
@@ -151,6 +154,8 @@ class BenchmarkReport:
         if self.largest_grid:
             lines += ["", "## Largest grid", ""]
             lines += [f"- {k}: {v}" for k, v in self.largest_grid.items()]
+        if self.kernels is not None:
+            lines += ["", self.kernels.to_markdown(targets=False).rstrip()]
         lines += ["", "## Targets", ""] + [f"    {_target_line(t)}" for t in self.targets]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
@@ -180,6 +185,8 @@ class BenchmarkReport:
                          f"device -> {g.get('largest_cube_80GB')}^3 on 80 GB; host setup "
                          f"{g.get('host_setup_bytes_per_cell')} B/cell -> {g.get('largest_cube_host_128GiB')}^3 "
                          "on a 128 GiB host")
+        if self.kernels is not None:
+            lines += self.kernels.table()
         lines += [_target_line(t) for t in self.targets]
         return "\n".join(lines)
 
@@ -291,6 +298,7 @@ def evaluate_targets(report: BenchmarkReport) -> list[Target]:
             targets.append(Target(name, status, v, TARGET_CPU_OVER_NUMPY,
                                   f"{v:.2f}x (median of paired ratios; medians {row.ms_per_step:.4g} vs "
                                   f"{fallback.ms_per_step:.4g} ms/step, {row.device})"))
+    targets += _kernel_targets(report)
     g = report.largest_grid
     if g:
         measured = g.get("largest_cube_80GB_measured")
@@ -307,3 +315,14 @@ def evaluate_targets(report: BenchmarkReport) -> list[Target]:
                                   TARGET_LARGEST_CUBE, f"{host}^3 ({g['host_setup_bytes_per_cell']} B/cell at the "
                                   "peak of Simulation(config), tracemalloc)"))
     return targets
+
+
+def _kernel_targets(report: BenchmarkReport) -> list[Target]:
+    """The static GPU kernel lines (solver/bench/kernel_report.py); SKIP when not measured."""
+    from solver.bench.kernel_report import TARGET_SASS_PER_CELL, target_name
+
+    if report.kernels is None:
+        why = report.kernels_skipped or "not requested (--no-kernels)"
+        return [Target(target_name(), "SKIP", None, TARGET_SASS_PER_CELL, why)]
+    return [Target(name, status, value, threshold, detail)
+            for status, name, value, threshold, detail in report.kernels.targets()]
