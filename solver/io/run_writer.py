@@ -382,7 +382,8 @@ class RunWriter:
                 if self._rows and self._series_due():
                     self._perform(self._flush_all, self._rows[0][0])
                 if not threading.main_thread().is_alive() and self._tasks.empty():
-                    return  # nobody left to close the file: h5py closes it at exit
+                    self._perform(self._flush_all)  # nobody left to close the file: h5py closes it at exit
+                    return
                 continue
             kind = task[0]
             if kind == "snapshot":
