@@ -2,15 +2,21 @@
 
 Public API:
     RunWriter(path, grid, species, dtype, attrs, compression, maps, units, series)  context manager
-        .write_snapshot(t, fields)          fields: host array (n_species, nx, ny, nz)
-        .write_series(t, values)            values: {name: float}, names among `series`
-        .flush() / .fsync()                 everything written so far, to the OS / on the disk
-        .counts -> (n_series, n_snapshots)
+        .write_snapshot(t, fields)          fields: host array (n_species, nx, ny, nz), copied;
+                                            written by the writer thread while the caller goes on
+        .write_series(t, values)            values: {name: float}, names among `series`; buffered
+        .flush() / .fsync()                 everything handed over so far, to the OS / on the disk
+        .counts -> (n_series, n_snapshots)  handed over so far (all of them on disk after fsync())
         .abandon()                          after a failed write: never touch the disk again
     RunWriter.adopt(...)                    a writer for a file built by solver/io/run_resume.py
     attributes_digest(attrs) -> uint8[32]   the SHA-256 of the root attributes, stored as
                                             the dataset ATTRIBUTES_DIGEST
     LIBVER, as_os_error(exc, path)
+
+Threading: once published, the file is touched by one thread only, the writer's
+("tumorsim-run-writer"), which takes the tasks of the step loop in order from a queue.
+h5py serialises its calls but not sequences of them (a resize, a write, a flush), so no
+other thread may call into this file while that thread lives.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time as wallclock
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 # ParaView and VTK cannot decode ("bad version number for layout message").
 LIBVER = ("v110", "v114")
 _SERIES_FLUSH_SECONDS = 1.0  # readers see time-series records at most this late
+_SERIES_BLOCK = 1024  # records appended with one resize at most (the series' chunk)
+_SNAPSHOT_BUFFERS = 2  # host copies: one being written, one waiting; a third snapshot waits
+_POLL_SECONDS = 0.5  # how often a waiting thread looks whether the other one still lives
 _H5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
 
 
@@ -101,10 +112,20 @@ class RunWriter:
     (and flushed) first, the time last, so a reader never sees a time without its values.
     `series` names every time series the run will record (SWMR cannot add datasets later).
 
+    The writes happen off the step loop, in one writer thread: write_snapshot copies the
+    fields into one of two host buffers and returns (it waits only while both are taken:
+    the writer is more than one snapshot behind); write_series queues the record, and the
+    writer appends records in blocks, one resize per block, published at least every
+    _SERIES_FLUSH_SECONDS. flush(), fsync() and close() wait until everything handed over
+    before them is written (a checkpoint that counts records calls fsync() first).
+
     A failed write (disk full) abandons the file: HDF5's descriptor is pointed at
     /dev/null so that closing it (now or at exit) cannot touch the disk or crash on the
     half-written state; what is on disk stays as it was at the last flush, which SWMR keeps
-    readable. The error is raised as an OSError naming the cause.
+    readable, and nothing queued after the failure is written. The error is raised as an
+    OSError naming the cause, in the caller's thread, by the next call (write_snapshot,
+    write_series, flush, fsync or close); its `failed_at` attribute is the time of the
+    record whose write failed (None when a flush failed).
     """
 
     def __init__(
@@ -158,12 +179,14 @@ class RunWriter:
                     ds.attrs["units"] = _attr(self.units[name])
                 self.series[name] = ds
             self._publish(temporary)
+            self._n_series, self._n_snapshots = 0, 0
         except BaseException as exc:
             self.abandon()
             temporary.unlink(missing_ok=True)
             if isinstance(exc, (OSError, RuntimeError)):
                 raise as_os_error(exc, self.path) from None
             raise
+        self._start_writer()
 
     def _adopt(self, file: Any, species: tuple[str, ...], units: dict[str, str] | None) -> None:
         self.file = file
@@ -172,6 +195,13 @@ class RunWriter:
         self.series: dict[str, Any] = {}
         self.abandoned = False
         self._series_flushed = wallclock.monotonic()
+        self._tasks: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._free: queue.Queue[np.ndarray] = queue.Queue()  # snapshot buffers the writer is done with
+        self._buffers = 0  # snapshot buffers allocated (at most _SNAPSHOT_BUFFERS)
+        self._rows: list[tuple[float, np.ndarray]] = []  # records queued in the writer thread, not yet in HDF5
+        self._failure: BaseException | None = None  # the writer thread's, raised once by the next call
+        self._failure_raised = False
+        self._thread: threading.Thread | None = None
 
     def _publish(self, temporary: Path) -> None:
         """Enter SWMR mode, then rename the finished temporary over the run file."""
@@ -190,86 +220,113 @@ class RunWriter:
         writer._adopt(file, species, units)
         writer.series = {name: ds for name, ds in file["timeseries"].items() if name != "time"}
         try:
+            writer._n_series, writer._n_snapshots = file["timeseries/time"].shape[0], file["fields/time"].shape[0]
             writer._publish(temporary)
         except (OSError, RuntimeError) as exc:
             writer.abandon()
             temporary.unlink(missing_ok=True)
             raise as_os_error(exc, writer.path) from None
+        writer._start_writer()
         return writer
 
     @property
     def counts(self) -> tuple[int, int]:
-        """(time-series records, snapshots) written so far."""
-        return self.file["timeseries/time"].shape[0], self.file["fields/time"].shape[0]
+        """(time-series records, snapshots) handed to the writer so far; fsync() puts them
+        all on the disk."""
+        return self._n_series, self._n_snapshots
 
-    def _guarded(self, action: Any) -> None:
+    # ----------------------------------------------------------------- the caller's side
+
+    def _check(self) -> None:
+        """Raise the writer thread's failure (once), or refuse a file already given up."""
+        if self._failure is not None and not self._failure_raised:
+            self._failure_raised = True
+            raise self._failure
         if self.abandoned:
             raise OSError(errno.EIO, "the run file was abandoned after a failed write", str(self.path))
-        try:
-            action()
-        except (OSError, RuntimeError) as exc:
-            self.abandon()
-            raise as_os_error(exc, self.path) from None
+
+    def _writer_gone(self) -> OSError:
+        self.abandon()
+        return OSError(errno.EIO, "the run file's writer thread ended", str(self.path))
+
+    def _wait(self, done: threading.Event) -> None:
+        """Wait until the writer thread has done a task, then raise its failure if any."""
+        while not done.wait(_POLL_SECONDS):
+            if self._thread is None or not self._thread.is_alive():
+                raise self._writer_gone()
+        self._check()
+
+    def _drain(self, fsync: bool) -> None:
+        self._check()
+        done = threading.Event()
+        self._tasks.put(("sync", fsync, done))
+        self._wait(done)
 
     def flush(self) -> None:
-        """Hand everything written so far to the operating system (every record published)."""
-        self._guarded(self._flush_all)
+        """Hand everything written so far to the operating system (every record published),
+        after the writer thread has written all that was handed to it."""
+        self._drain(fsync=False)
 
     def fsync(self) -> None:
         """flush(), then the file's data on the disk (before a checkpoint that counts its records)."""
-        self._guarded(lambda: (self._flush_all(), os.fsync(self.file.id.get_vfd_handle())))
-
-    def _flush_all(self) -> None:
-        for ds in self.series.values():
-            ds.flush()
-        self.file["timeseries/time"].flush()
-        self.file.flush()
-        self._series_flushed = wallclock.monotonic()
+        self._drain(fsync=True)
 
     def write_snapshot(self, t: float, fields: np.ndarray) -> None:
-        def write() -> None:
-            group = self.file["fields"]
-            n = group["time"].shape[0]
-            for i, name in enumerate(self.species):
-                ds = group[name]
-                ds.resize((n + 1,) + ds.shape[1:])
-                ds[n] = fields[i]
-                ds.flush()
-            group["time"].resize((n + 1,))
-            group["time"][n] = t
-            group["time"].flush()  # published: readers now see this snapshot
-            self.file.flush()
+        """Queue one snapshot; `fields` is copied before this returns (the caller may step on)."""
+        self._check()
+        buffer = self._snapshot_buffer(fields)
+        np.copyto(buffer, fields)
+        self._tasks.put(("snapshot", t, buffer))
+        self._n_snapshots += 1
 
-        self._guarded(write)
+    def _snapshot_buffer(self, fields: np.ndarray) -> np.ndarray:
+        """A host buffer the writer thread is not using: a new one while fewer than
+        _SNAPSHOT_BUFFERS exist, else the next one it hands back (waiting for it)."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._buffers < _SNAPSHOT_BUFFERS:
+            self._buffers += 1
+            return np.empty(fields.shape, dtype=fields.dtype)
+        waited = wallclock.perf_counter()
+        while True:
+            try:
+                buffer = self._free.get(timeout=_POLL_SECONDS)
+                break
+            except queue.Empty:
+                if self._thread is None or not self._thread.is_alive():
+                    raise self._writer_gone() from None
+        log.debug("waited %.3f s for the writer of %s (two snapshots behind)", wallclock.perf_counter() - waited,
+                  self.path)
+        self._check()  # a failure of the snapshot that held this buffer
+        return buffer
 
     def write_series(self, t: float, values: dict[str, float]) -> None:
         """One record of every series declared at creation (a series missing from `values`
-        is NaN in it); flushed for readers at most every second."""
+        is NaN in it), queued; appended in blocks, flushed for readers at most every second."""
         unknown = [name for name in values if name not in self.series]
         if unknown:
             raise RunFileError(f"{self.path}: time series {', '.join(unknown)} were not declared when the file "
                                "was created")
-
-        def write() -> None:
-            group = self.file["timeseries"]
-            n = group["time"].shape[0]
-            for name, ds in self.series.items():
-                ds.resize((n + 1,))
-                ds[n] = values.get(name, np.nan)
-            group["time"].resize((n + 1,))
-            group["time"][n] = t
-            if wallclock.monotonic() - self._series_flushed >= _SERIES_FLUSH_SECONDS:
-                self._flush_all()
-
-        self._guarded(write)
+        self._check()
+        row = np.array([values.get(name, np.nan) for name in self.series], dtype=np.float64)
+        self._tasks.put(("series", t, row))
+        self._n_series += 1
 
     def abandon(self) -> None:
-        """Give up the file after a failed write: HDF5's descriptor is pointed at /dev/null
-        and the file closed, so nothing of HDF5's broken state reaches the disk or crashes at
-        exit. Idempotent."""
-        if getattr(self, "abandoned", False):
-            return
+        """Give up the file after a failed write: nothing queued is written any more (a write
+        under way is waited for), HDF5's descriptor is pointed at /dev/null and the file
+        closed, so nothing of HDF5's broken state reaches the disk or crashes at exit.
+        Idempotent."""
         self.abandoned = True
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            self._tasks.put(("stop",))
+            thread.join()
+        self._release_file()
+
+    def _release_file(self) -> None:
         try:
             if self.file.id.valid:
                 null = os.open(os.devnull, os.O_RDWR)
@@ -282,10 +339,16 @@ class RunWriter:
             log.debug("closing the abandoned %s: %s", self.path, first_line(exc))
 
     def close(self) -> None:
-        """Close the file (the run then writes the XDMF sidecar beside it: solver/io/xdmf.py)."""
-        if self.abandoned or not self.file.id.valid:
+        """Write everything queued, then close the file (the run then writes the XDMF sidecar
+        beside it: solver/io/xdmf.py)."""
+        if self._failure is not None and not self._failure_raised:
+            self._check()
+        if self.abandoned or self._thread is None or not self._thread.is_alive():
             return
-        self._guarded(lambda: (self._flush_all(), self.file.close()))
+        done = threading.Event()
+        self._tasks.put(("close", done))
+        self._wait(done)
+        self._thread.join()
 
     def __enter__(self) -> RunWriter:
         return self
@@ -300,3 +363,108 @@ class RunWriter:
             self.close()
         except OSError as error:
             log.warning("closing %s: %s", self.path, error)
+
+    # ----------------------------------------------------------------- the writer thread
+
+    def _start_writer(self) -> None:
+        # Not a daemon: an interpreter that exits waits for a write under way instead of
+        # closing HDF5 beneath it; the thread ends by itself once the main thread has ended.
+        self._thread = threading.Thread(target=self._work, name="tumorsim-run-writer")
+        self._thread.start()
+
+    def _work(self) -> None:
+        """Take the tasks in order until close or stop; a failure abandons the file, and the
+        tasks after it are only acknowledged (buffers handed back, waiters woken)."""
+        while True:
+            try:
+                task = self._tasks.get(timeout=self._idle_timeout())
+            except queue.Empty:
+                if self._rows and self._series_due():
+                    self._perform(self._flush_all, self._rows[0][0])
+                if not threading.main_thread().is_alive() and self._tasks.empty():
+                    self._perform(self._flush_all)  # nobody left to close the file: h5py closes it at exit
+                    return
+                continue
+            kind = task[0]
+            if kind == "snapshot":
+                _, t, buffer = task
+                if self._rows:  # the records before it go first (the snapshot's flush publishes them)
+                    self._perform(self._append_rows, self._rows[0][0])
+                self._perform(lambda: self._write_snapshot_now(t, buffer), t)
+                self._free.put(buffer)
+            elif kind == "series":
+                _, t, row = task
+                if not self.abandoned:
+                    self._rows.append((t, row))
+                    if len(self._rows) >= _SERIES_BLOCK or self._series_due():
+                        self._perform(self._flush_all, self._rows[0][0])
+            elif kind == "sync":
+                _, fsync, done = task
+                self._perform(lambda: self._flush_all(fsync))
+                done.set()
+            elif kind == "close":
+                self._perform(lambda: (self._flush_all(False), self.file.close()))
+                task[1].set()
+                return
+            else:  # stop: abandon() waits for this
+                return
+
+    def _idle_timeout(self) -> float:
+        if not self._rows:
+            return _POLL_SECONDS
+        return min(_POLL_SECONDS, max(0.0, self._series_flushed + _SERIES_FLUSH_SECONDS - wallclock.monotonic()))
+
+    def _series_due(self) -> bool:
+        return wallclock.monotonic() - self._series_flushed >= _SERIES_FLUSH_SECONDS
+
+    def _perform(self, action: Any, t: float | None = None) -> None:
+        """Run a write in the writer thread; a failure is kept for the caller's thread, and
+        the file abandoned there and then (no later task touches it)."""
+        if self.abandoned:
+            return
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 -- every failure reaches the caller's thread
+            failure = as_os_error(exc, self.path) if isinstance(exc, (OSError, RuntimeError)) else exc
+            failure.failed_at = t  # type: ignore[attr-defined]
+            self._failure = failure
+            self.abandoned = True
+            self._rows.clear()
+            self._release_file()
+
+    def _flush_all(self, fsync: bool = False) -> None:
+        if self._rows:
+            self._append_rows()
+        for ds in self.series.values():
+            ds.flush()
+        self.file["timeseries/time"].flush()
+        self.file.flush()
+        self._series_flushed = wallclock.monotonic()
+        if fsync:
+            os.fsync(self.file.id.get_vfd_handle())
+
+    def _write_snapshot_now(self, t: float, fields: np.ndarray) -> None:
+        group = self.file["fields"]
+        n = group["time"].shape[0]
+        for i, name in enumerate(self.species):
+            ds = group[name]
+            ds.resize((n + 1,) + ds.shape[1:])
+            ds[n] = fields[i]
+            ds.flush()
+        group["time"].resize((n + 1,))
+        group["time"][n] = t
+        group["time"].flush()  # published: readers now see this snapshot
+        self.file.flush()
+
+    def _append_rows(self) -> None:
+        """The queued records as one block: one resize per series, the time last (its
+        flush publishes them)."""
+        rows, self._rows = self._rows, []
+        group = self.file["timeseries"]
+        n, k = group["time"].shape[0], len(rows)
+        block = np.stack([row for _, row in rows])
+        for j, ds in enumerate(self.series.values()):
+            ds.resize((n + k,))
+            ds[n:] = block[:, j]
+        group["time"].resize((n + k,))
+        group["time"][n:] = [t for t, _ in rows]

@@ -39,7 +39,7 @@ class MemoryEstimate:
     maps: int
     scratch: int
     setup: int  # host, while the Simulation is built (before any backend is chosen)
-    host_output: int  # host copies of the fields while a snapshot or checkpoint is written
+    host_output: int  # host copies of the fields: the snapshot buffers, a checkpoint's
 
     @property
     def device(self) -> int:
@@ -70,7 +70,10 @@ def estimate_memory(
     # bytes per cell in float32; this errs on the safe side by about a quarter.
     kept = (n_species + n_maps) * cells * size + n_maps * cells * 8
     bound = (2 * n_species + 2 * n_maps + 14) * cells * 8
-    return MemoryEstimate(fields, maps, scratch, kept + bound, 2 * n_species * cells * size)
+    # The run writer's two snapshot buffers (solver/io/run_writer.py); on the GPU also the
+    # host copy that to_host makes before a snapshot or a checkpoint takes it.
+    host_output = (3 if backend == "cupy" else 2) * n_species * cells * size
+    return MemoryEstimate(fields, maps, scratch, kept + bound, host_output)
 
 
 def _read_int(path: str) -> int | None:

@@ -505,6 +505,8 @@ class Simulation:
                             path = save(i + 1, "periodic")
                             if stop:  # the signal came while that checkpoint was written
                                 raise interrupted(i + 1, written=path)
+                with self._writing(writer, state.fields.t):
+                    writer.flush()  # the writer thread's last writes: a failure reported like any other
                 if cfg.output.checkpoint is not None:  # the end state, which --extend-to continues
                     save(len(events), "end", final=True)
         except RunInterrupted as exc:  # a second signal arrives without a checkpoint of its own
@@ -560,8 +562,10 @@ class Simulation:
             yield
         except (OSError, RuntimeError) as exc:  # h5py raises RuntimeError for some failed writes
             writer.abandon()  # never let HDF5 touch the disk again (nor crash closing it)
+            failed_at = getattr(exc, "failed_at", None)  # the writer thread's record, written after t
             raise SimulationError(
-                f"writing {writer.path} failed at t = {t:.6g}: {exc.strerror or exc}{self._resume_hint()}"
+                f"writing {writer.path} failed at t = {t if failed_at is None else failed_at:.6g}: "
+                f"{getattr(exc, 'strerror', None) or exc}{self._resume_hint()}"
             ) from None
 
     def _resume_hint(self, blow_up: bool = False) -> str:
