@@ -28,7 +28,13 @@ import sympy as sp
 from sympy.codegen.ast import float32, float64, real
 from sympy.printing.c import C99CodePrinter
 
-from solver.backends.stencil import GhostRule, Neighbour, StencilPrinter, reaction_terms, transport_program
+from solver.backends.stencil import (
+    GhostRule,
+    Neighbour,
+    StencilPrinter,
+    reaction_terms,
+    transport_program,
+)
 from solver.grid import AXES, Grid
 from solver.model import COORDS, Model
 from solver.package_data import data_dir

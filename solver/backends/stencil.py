@@ -300,11 +300,12 @@ class ReactionTerms:
 def reaction_terms(model: Model, implicit_sinks: bool, name) -> ReactionTerms:
     """R_i (and lambda_i with implicit_sinks: Model.loss_rates) of every species, with the
     model's symbols renamed by `name(symbol) -> str` and integer powers up to 4 written as
-    products (no pow call in the hot loop: x**2 -> x*x, after cse, which would undo it)."""
+    products, whatever the base (no pow call in the hot loop: (1 + x)**2 -> (1 + x)*(1 + x),
+    after cse, which would undo it)."""
     import sympy as sp
     from sympy.codegen.rewriting import create_expand_pow_optimization
 
-    expand = create_expand_pow_optimization(4)
+    expand = create_expand_pow_optimization(4, base_req=lambda base: True)
     sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * len(model.species)
     used = frozenset().union(*(e.free_symbols for e in [*(s.reaction for s in model.species), *sinks]))
     subs = {sym: sp.Symbol(name(sym), real=True) for sym in used}
