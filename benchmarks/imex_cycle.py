@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=256, help="cells per axis (default 256)")
     parser.add_argument("--spacing", type=float, default=10.0, help="cell size in um (default 10)")
     parser.add_argument("--end", type=float, default=21.0, help="days (default 21)")
-    parser.add_argument("--backend", default="gpu", choices=("gpu", "cpu", "auto"))
+    parser.add_argument("--backend", default="gpu", choices=("gpu", "cpu", "numpy", "auto"))
     parser.add_argument("--order", type=int, default=2, choices=(1, 2))
     parser.add_argument("--rtol", default="auto", type=lambda v: v if v in ("auto", "none") else float(v),
                         help="time.rtol of the run (default auto: 0.05 at order 2; none: equal steps)")

@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="output folder (default: output.dir of the config, else outputs/NAME)"
     )
     run.add_argument(
-        "--backend", choices=("auto", "gpu", "cpu"), help="override the config's backend"
+        "--backend", choices=("auto", "gpu", "cpu", "numpy"), help="override the config's backend"
     )
     run.add_argument(
         "--precision", choices=("float32", "float64"), help="override the config's precision"

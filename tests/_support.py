@@ -15,7 +15,7 @@ def make_config(
     parameters: dict[str, float] | None = None,
     maps: dict[str, Any] | None = None,
     precision: str = "float64",
-    backend: str = "cpu",
+    backend: str = "numpy",
     **time: Any,
 ) -> RunConfig:
     """A RunConfig for a user-defined model, as a YAML file would give it.

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# `backend: auto` means the NumPy reference in this suite (solver/backends/registry.py): each
+# of its many small models would otherwise compile kernels of its own (seconds each). The
+# compiled CPU backend is tested in test_cpu_backend.py, which asks for it by name. Subprocesses
+# (the CLI tests) inherit this.
+os.environ.setdefault("TUMORSIM_AUTO_BACKEND", "numpy")
 
 
 def _gpu_available() -> tuple[bool, str]:

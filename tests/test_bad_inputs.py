@@ -31,7 +31,7 @@ from solver.io.checkpoint import list_checkpoints
 
 TINY: dict[str, Any] = {
     "name": "tiny",
-    "backend": "cpu",
+    "backend": "numpy",
     "grid": {"shape": [4, 4, 4], "spacing": 1.0},
     # explicit: its dt is set by diffusion alone, so a changed parameter or map is what
     # differs on resume (imex's dt would follow the reaction and differ too)

@@ -251,7 +251,7 @@ def test_imex_cycle_script_runs_on_the_cpu(tmp_path, capsys) -> None:
     spec = importlib.util.spec_from_file_location("imex_cycle", REPO / "benchmarks" / "imex_cycle.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    common = ["--n", "8", "--spacing", "300", "--backend", "cpu", "--steps", "2", "--end", "3",
+    common = ["--n", "8", "--spacing", "300", "--backend", "numpy", "--steps", "2", "--end", "3",
               "--out", str(tmp_path)]
     assert module.main(common) == 0
     (result,) = json.loads((tmp_path / "imex_cycle.json").read_text(encoding="utf-8")).values()

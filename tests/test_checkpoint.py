@@ -45,7 +45,7 @@ CHEMO_STOP = 0.55  # between the records at 0.5 and 0.6
 IL2_BOLUS = 0.75  # between the records at 0.7 and 0.8
 
 
-def small_quickstart(backend: str = "cpu", integrator: str = "auto", **output: Any) -> dict[str, Any]:
+def small_quickstart(backend: str = "numpy", integrator: str = "auto", **output: Any) -> dict[str, Any]:
     """configs/quickstart.yaml on 8^3 cells of 300 um, to t = 1 day, checkpoint at every record.
 
     integrator auto: imex, order 2 with error control (the default; steps of varying size);
@@ -165,7 +165,7 @@ def reference(references) -> tuple[Path, Any]:
     return references("auto")
 
 
-def stopped_at(out: Path, when, backend: str = "cpu", integrator: str = "auto") -> Path:
+def stopped_at(out: Path, when, backend: str = "numpy", integrator: str = "auto") -> Path:
     """Run into `out`, requesting a stop after the first step for which when(fields) is true."""
     stop = StopRequest()
 
@@ -287,7 +287,7 @@ def test_blow_up_names_the_last_good_checkpoint(tmp_path: Path) -> None:
     """du/dt = u^2 from u = 1 reaches infinity at t = 1 (forward Euler: a little later)."""
     data = {
         "name": "blowup",
-        "backend": "cpu",
+        "backend": "numpy",
         "grid": {"shape": [2, 2, 2]},
         "time": {"end": 2.0, "dt": 0.01},
         "output": {

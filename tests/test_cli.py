@@ -25,7 +25,7 @@ import yaml
 # D = 1 on a 4x4x4 grid with h = 1: the explicit bound is h^2 / (6 D) = 1/6.
 TINY: dict[str, Any] = {
     "name": "tiny",
-    "backend": "cpu",
+    "backend": "numpy",
     "grid": {"shape": [4, 4, 4], "spacing": 1.0},
     "time": {"end": 0.1},
     "model": {

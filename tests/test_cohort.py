@@ -22,7 +22,7 @@ from solver.study.spec import CohortSpec
 def cohort_study(**cohort: Any) -> dict[str, Any]:
     spec = {"size": 4, "seed": 11, "around": ["patient9", "patient10"], "parameters": {"a": 0.2, "d": 0.4}}
     spec.update(cohort)
-    return {"name": "cohort", "base": "quickstart", "set": {"grid.shape": [4, 4, 4], "backend": "cpu"},
+    return {"name": "cohort", "base": "quickstart", "set": {"grid.shape": [4, 4, 4], "backend": "numpy"},
             "vary": {"treatment[chemo].dose_rate": {"values": [1.0, 3.0]}}, "cohort": spec}
 
 

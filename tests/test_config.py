@@ -313,7 +313,7 @@ def test_species_keyed_like_a_type_name_is_shown_as_written() -> None:
             tiny(output={"snapshot_every": -1}),
             ["output.snapshot_every: ", "greater than 0", "got -1"],
         ),
-        (tiny(backend="cuda"), ["backend: ", "'auto', 'gpu' or 'cpu'", "got 'cuda'"]),
+        (tiny(backend="cuda"), ["backend: ", "'auto', 'gpu', 'cpu' or 'numpy'", "got 'cuda'"]),
         (tiny(precision="float16"), ["precision: ", "'float32' or 'float64'", "got 'float16'"]),
         (tiny(name="../elsewhere"), ["name: '../elsewhere' is not allowed", "output folder"]),
     ],
@@ -503,7 +503,7 @@ def test_unknown_builtin_config_lists_the_shipped_ones() -> None:
 
 FULL: dict[str, Any] = {
     "name": "full-run",
-    "backend": "cpu",
+    "backend": "numpy",
     "precision": "float64",
     "grid": {"shape": [8, 4, 2], "spacing": [1.0, 2.0, 0.5], "length_unit": "um"},
     "time": {"end": 3.0, "dt": 0.01, "safety": 0.5, "integrator": "explicit", "unit": "h"},
@@ -552,10 +552,10 @@ def test_replace_changes_one_key_and_validates_it(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", json.dumps(FULL))  # JSON is YAML
     config = load_config(path)
     cpu = config.replace(backend="gpu")
-    assert cpu.backend == "gpu" and config.backend == "cpu"
+    assert cpu.backend == "gpu" and config.backend == "numpy"
     assert cpu.model == config.model and cpu.grid == config.grid
     assert cpu.base_dir == config.base_dir == tmp_path.resolve()
-    with pytest.raises(ConfigError, match=r"^<command line>: backend: .*'auto', 'gpu' or 'cpu'"):
+    with pytest.raises(ConfigError, match=r"^<command line>: backend: .*'auto', 'gpu', 'cpu' or 'numpy'"):
         config.replace(backend="tpu")
     with pytest.raises(ConfigError, match=r"unknown key 'colour'"):
         config.replace(colour="red")

@@ -95,7 +95,7 @@ def ode_limit_config(variant: str, dt: float, **model):
     return parse_config(
         {
             "name": "ode-limit",
-            "backend": "cpu",
+            "backend": "numpy",
             "precision": "float64",
             "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
             "time": {"end": END, "dt": dt, "reactions": "linearly-implicit"},
@@ -136,7 +136,7 @@ def test_tumour_free_equilibrium() -> None:
     p = builtin_model("depillis2006", "patient9")["parameters"]
     cfg = parse_config(
         {
-            "name": "equilibrium", "backend": "cpu", "precision": "float64",
+            "name": "equilibrium", "backend": "numpy", "precision": "float64",
             "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
             "time": {"end": 1000.0, "reactions": "linearly-implicit"},  # P_M w ~ 2e3/day: stiff
             "model": ode_model(N={"initial": 0.0}),
@@ -163,7 +163,7 @@ def test_logistic_growth_without_immune_cells_or_drug() -> None:
     def final(dt: float) -> float:
         cfg = parse_config(
             {
-                "name": "logistic", "backend": "cpu", "precision": "float64",
+                "name": "logistic", "backend": "numpy", "precision": "float64",
                 "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
                 "time": {"end": t_end, "dt": dt, "reactions": "linearly-implicit"},
                 "model": {**ode_model(parameters={"alpha": 0.0}, T={"initial": T_start}),
@@ -184,7 +184,7 @@ def test_plasma_levels_follow_pk_closed_forms(tmp_path) -> None:
     p = builtin_model("depillis2006", "patient9")["parameters"]
     cfg = parse_config(
         {
-            "name": "pk", "backend": "cpu", "precision": "float64",
+            "name": "pk", "backend": "numpy", "precision": "float64",
             "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
             "time": {"end": 3.0, "reactions": "linearly-implicit"},
             "output": {"series_every": 0.25, "pictures": False},

@@ -34,7 +34,7 @@ def cells_up_a_signal(shape, end: float, dt: float, order: int = 1, boundary="no
 def exact_transport(sim: Simulation, t: float) -> np.ndarray:
     """exp(t A) c0, A the explicit step's own transport operator for c (the signal is static),
     assembled column by column from the NumPy stepper's right-hand side."""
-    stepper = get_backend("cpu").make_explicit_stepper(sim.model, sim.grid, np.dtype("float64"))
+    stepper = get_backend("numpy").make_explicit_stepper(sim.model, sim.grid, np.dtype("float64"))
     u = sim.u0.astype(np.float64)
     n = sim.grid.size
     a = np.empty((n, n))
@@ -161,6 +161,6 @@ def test_transport_kernel_compiles_for_sm90(ctype: str) -> None:
 @pytest.mark.parametrize("order", [1, 2])
 def test_gpu_implicit_chemotaxis_matches_numpy(gpu, order: int) -> None:
     sim = Simulation(cells_up_a_signal((9, 7, 5), end=0.5, dt=0.1, order=order, precision="float64"))
-    a = sim.evolve(0.5, get_backend("cpu"))
+    a = sim.evolve(0.5, get_backend("numpy"))
     b = sim.evolve(0.5, get_backend("gpu"))
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * float(np.max(np.abs(a))))

@@ -48,7 +48,7 @@ def test_generated_kernel_source_matches_numpy(tmp_path, kind, dtype, reactions)
     source = explicit_step_source(sim.model, sim.grid, np.dtype(dtype), implicit_sinks=sim.plan.integrator.implicit_sinks)
     step = host_kernel(source, tmp_path)
     ctype = ctypes.c_float if dtype == "float32" else ctypes.c_double
-    running = sim.start(get_backend("cpu"))
+    running = sim.start(get_backend("numpy"))
     integ, state = running.integrator, running.fields
     u = state.u.copy()
     out = np.full_like(u, np.nan)  # poisoned: every cell must be written

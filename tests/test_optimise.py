@@ -52,7 +52,7 @@ def chrono_base() -> dict[str, Any]:
     """The model of the module docstring as a config mapping (explicit order 2, rtol 1e-3:
     T(end) within 6e-4 of the closed form, nearly the same error at every s)."""
     return {
-        "name": "chrono", "backend": "cpu", "precision": "float64",
+        "name": "chrono", "backend": "numpy", "precision": "float64",
         "grid": {"shape": [1, 1, 1], "spacing": 1.0},
         "time": {"end": 5.0, "integrator": "explicit", "order": 2, "rtol": 1.0e-3},
         "output": {"series_every": 0.25, "snapshot_every": 5.0, "pictures": False},

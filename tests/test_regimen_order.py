@@ -72,7 +72,7 @@ def regimen_reference(variant: str, arms: tuple[str, ...] = ("chemo", "til", "il
 def regimen_config(variant: str, dt: float, order: int, arms: tuple[str, ...] = ("chemo", "til", "il2")):
     p = builtin_model("depillis2006", variant)["parameters"]
     return parse_config({
-        "name": "regimen", "backend": "cpu", "precision": "float64",
+        "name": "regimen", "backend": "numpy", "precision": "float64",
         "grid": {"shape": [1, 1, 1], "spacing": ONE_ML},
         "time": {"end": REGIMEN_END, "dt": dt, "order": order, "rtol": None, "integrator": "explicit",
                  "reactions": "linearly-implicit"},

@@ -60,7 +60,7 @@ def exchange_config(dt: float, order: int, exchange: float = 1.0e4, rate: float 
     """u' = P (c(t) - u), c = plasma level after a bolus at t = 0, c(t) = c0 exp(-k t),
     u(0) = 0: a tissue drug in fast exchange with a falling plasma level (P h = 25-100)."""
     return parse_config({
-        "name": "exchange", "backend": "cpu", "precision": "float64",
+        "name": "exchange", "backend": "numpy", "precision": "float64",
         "grid": {"shape": [1, 1, 1], "spacing": 1.0},
         "time": {"end": 1.0, "dt": dt, "order": order, "rtol": None, "integrator": "explicit",
                  "reactions": "linearly-implicit", **time},
@@ -114,7 +114,7 @@ def test_a_species_at_zero_keeps_its_sink_and_the_maximum_principle() -> None:
     # scheme this replaced dropped its sink there (u = u1 = 0), and the first step put the
     # tissue level 47x above the plasma level. u' = P (c - u) - g u stays below max c.
     cfg = parse_config({
-        "name": "zero", "backend": "cpu", "precision": "float64", "grid": {"shape": [1, 1, 1], "spacing": 1.0},
+        "name": "zero", "backend": "numpy", "precision": "float64", "grid": {"shape": [1, 1, 1], "spacing": 1.0},
         "time": {"end": 1.0, "dt": 0.05, "order": 2, "rtol": None, "integrator": "explicit",
                  "reactions": "linearly-implicit"},
         "output": {"series_every": 0.05, "snapshot_every": 1.0, "pictures": False, "checkpoint": None},
@@ -236,7 +236,7 @@ def test_rates_kernel_source_matches_numpy(tmp_path, report) -> None:
     sim = Simulation(two_species())
     source = explicit_rates_source(sim.model, sim.grid, np.dtype("float64"), implicit_sinks=True, report_sinks=report)
     host_rates = compile_on_host(source + HOST_RATES, tmp_path, "host_rates")
-    state = sim.start(get_backend("cpu"))
+    state = sim.start(get_backend("numpy"))
     u, maps = state.fields.u, np.ascontiguousarray(state.fields.maps)
     rate, sink, diffusion = np.full_like(u, np.nan), np.full_like(u, np.nan), np.full_like(u, np.nan)
     ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
@@ -267,6 +267,6 @@ def test_gpu_second_order_matches_numpy(gpu, integrator: str) -> None:
     """Order-2 steps on the GPU (rates kernel; for imex the sink-scaled line solves and the
     Richardson step) against NumPy."""
     sim = Simulation(two_species("float64", integrator))
-    a = sim.evolve(0.2, get_backend("cpu"))
+    a = sim.evolve(0.2, get_backend("numpy"))
     b = sim.evolve(0.2, get_backend("gpu"))
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * float(np.max(np.abs(a))))

@@ -39,7 +39,7 @@ ST = [(_V1 + _V13) / _V, A**2 / 8 / _V, _V13 / _V]
 
 def one_cell(reaction: str, names: list[str]) -> dict[str, Any]:
     return {
-        "name": "one-cell", "backend": "cpu", "precision": "float64",
+        "name": "one-cell", "backend": "numpy", "precision": "float64",
         "grid": {"shape": [1, 1, 1], "spacing": 1.0},
         "time": {"end": 1.0, "dt": 1.0, "integrator": "explicit", "order": 1},
         "output": {"series_every": 1.0, "snapshot_every": 1.0, "pictures": False},

@@ -44,7 +44,7 @@ def well_mixed(total: float) -> dict:
     at their tumour-free equilibrium e alpha / (f beta) spread over the domain, no CD8."""
     side_um = (total / DILUTE / 2) ** (1 / 3) * 1e4
     return {
-        "name": "well-mixed", "backend": "cpu", "precision": "float64",
+        "name": "well-mixed", "backend": "numpy", "precision": "float64",
         "grid": {"shape": [4, 1, 1], "spacing": side_um},
         # order 2 with error control at rtol 0.005: the burden at day 21 within 0.05 % of
         # rtol 0.0005 (measured), in ~200 steps where auto's explicit takes 49 000
@@ -79,7 +79,7 @@ def test_doxorubicin_profile_from_a_planar_vessel_is_the_exact_discrete_exponent
     h, n = 5.0, 600
     k = P9["k_up"] * 0.5 + P9["gamma_tissue"]
     cfg = {
-        "name": "slab", "backend": "cpu", "precision": "float64",
+        "name": "slab", "backend": "numpy", "precision": "float64",
         "grid": {"shape": [n, 1, 1], "spacing": h},
         "time": {"end": 0.05, "integrator": "explicit"},
         "output": {"series_every": 0.05, "pictures": False, "checkpoint": None},

@@ -16,7 +16,7 @@ from solver.study import resolve_study
 from solver.study.design import design_points, unit_samples
 from solver.study.spec import load_study
 
-BASE_SET = {"grid.shape": [8, 8, 8], "grid.spacing": 300.0, "time.end": 2.0, "backend": "cpu",
+BASE_SET = {"grid.shape": [8, 8, 8], "grid.spacing": 300.0, "time.end": 2.0, "backend": "numpy",
             "output.pictures": False, "treatment[il2].count": 1, "treatment[chemo].dose_rate": 2.0}
 
 

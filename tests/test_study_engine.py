@@ -30,7 +30,7 @@ def tiny_study(end: float = 1.0, **changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "tiny",
         "base": "quickstart",
-        "set": {"grid.shape": [8, 8, 8], "grid.spacing": 300.0, "time.end": end, "backend": "cpu",
+        "set": {"grid.shape": [8, 8, 8], "grid.spacing": 300.0, "time.end": end, "backend": "numpy",
                 "output.pictures": False, "output.snapshot_every": 0.5, "output.series_every": 0.1,
                 "model.species.T.initial.tumour.smooth": 300.0, "treatment[il2].count": 1,
                 "treatment[chemo].dose_rate": 2.0,

@@ -30,7 +30,7 @@ from solver.units import UnitConversion, check_unit, integral_unit, parses
 # order 1 without error control, so both runs take the same steps at the same times.
 DAY_UM: dict[str, Any] = {
     "name": "day-um",
-    "backend": "cpu",
+    "backend": "numpy",
     "precision": "float64",
     "grid": {"shape": [8, 8, 8], "spacing": 300.0, "length_unit": "um"},
     "time": {"end": 1.0, "unit": "day", "dt": 0.02, "integrator": "imex", "order": 1},

@@ -500,7 +500,7 @@ class RunConfig(_Section):
     """A whole run, as written in one YAML file."""
 
     name: str = "run"
-    backend: Literal["auto", "gpu", "cpu"] = "auto"
+    backend: Literal["auto", "gpu", "cpu", "numpy"] = "auto"  # solver/backends/registry.py
     precision: Literal["float32", "float64"] = "float32"
     grid: GridConfig
     time: TimeConfig

@@ -106,7 +106,7 @@ class DryRunReport:
             out.append(f"  note: {sim.out_dir} already holds a run: a run needs --overwrite (or --resume to continue it)")
         per_step = self.seconds_per_step
         if per_step is None:
-            why = ("measured only on the CPU backend" if self.backend_name != "numpy" else "grid too large to time here")
+            why = ("measured only on the CPU backends" if self.backend_name == "cupy" else "grid too large to time here")
             if self.stated:
                 why = "no GPU here to time it on"
             out.append(f"  runtime: unknown ({why})")
@@ -127,7 +127,7 @@ def dry_run_device(backend: str, device: str | None, device_memory: str | None) 
     `--device` / `--device-memory` (no CUDA call), else the backend of that name.
 
     Raises:
-        ConfigError: a stated device with backend cpu, an unknown device, a bad size.
+        ConfigError: a stated device with a CPU backend, an unknown device, a bad size.
         BackendError: --backend gpu without a usable GPU and none stated (the message says how
             to state one).
     """
@@ -136,9 +136,9 @@ def dry_run_device(backend: str, device: str | None, device_memory: str | None) 
     from solver.run.devices import DEVICE_MEMORY, stated_device
 
     if device is not None or device_memory is not None:
-        if backend == "cpu":
+        if backend in ("cpu", "numpy"):
             raise ConfigError("--device and --device-memory state the GPU a --backend gpu run is planned for; "
-                              "the backend here is cpu (use --backend gpu, or drop them to plan for this CPU)")
+                              f"the backend here is {backend} (use --backend gpu, or drop them to plan for this CPU)")
         return stated_device(device, device_memory)
     try:
         return get_backend(backend)
@@ -198,10 +198,11 @@ def output_bytes(sim) -> dict[str, int]:
 
 def seconds_per_step(sim, backend: Backend, steps: int = 3, max_values: int = 1 << 22) -> float | None:
     """Wall seconds per step of `sim`'s integrator (all its stages, line solves and
-    error estimate), measured on `steps` steps of the planned dt after one warm-up, on
-    the CPU backend only and only for grids of at most `max_values` values; None
-    otherwise. Rejected steps of error control are not counted."""
-    if backend.name != "numpy" or sim.grid.size * len(sim.model.species) > max_values:
+    error estimate), measured on `steps` steps of the planned dt after one warm-up (which
+    compiles the kernels of the compiled backend), on the CPU backends only and only for
+    grids of at most `max_values` values; None otherwise. Rejected steps of error control
+    are not counted."""
+    if backend.name == "cupy" or sim.grid.size * len(sim.model.species) > max_values:
         return None
     state = sim.start(backend)
     step = state.integrator.step
