@@ -38,7 +38,9 @@ TINY = 10  # cube edge for the structure tests: a fraction of a second per step
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    report = run_benchmark(small=True, sizes=[TINY], out_dir=out, repeats=2)
+    # without the compiled backend: each model would compile kernels of its own (its rows are
+    # checked on the four-species model in test_compiled_rows_and_targets_on_a_small_model)
+    report = run_benchmark(small=True, sizes=[TINY], out_dir=out, repeats=2, compiled=False)
     return report, out
 
 
@@ -47,7 +49,7 @@ def test_small_mode_rows_cover_both_models_both_implementations(small_report) ->
     seen = {(r.model, r.grid, r.dtype, r.impl) for r in report.steps}
     for model in MODEL_CASES:
         for dtype in ("float32", "float64"):
-            for impl in ("numpy-fallback", "numpy-expr"):
+            for impl in ("numpy-reference", "numpy-expr"):
                 assert (model, TINY, dtype, impl) in seen
     for r in report.steps:
         assert r.ms_per_step > 0 and r.cell_steps_per_s > 0 and r.effective_gb_s > 0
@@ -66,10 +68,10 @@ def test_straightforward_numpy_computes_the_solvers_step(small_report) -> None:
 
 def test_minimal_bytes_count_species_twice_and_maps_once(small_report) -> None:
     report, _ = small_report
-    row = report.find(DEPILLIS.name, TINY, "float32", "numpy-fallback")
+    row = report.find(DEPILLIS.name, TINY, "float32", "numpy-reference")
     # de Pillis: 7 species read + written, 1 vessel map read, 4 bytes each.
     assert row.effective_gb_s * 1e9 * row.ms_per_step / 1e3 == pytest.approx(15 * 4 * TINY**3, rel=1e-9)
-    row = report.find("four-species", TINY, "float64", "numpy-fallback")
+    row = report.find("four-species", TINY, "float64", "numpy-reference")
     assert row.effective_gb_s * 1e9 * row.ms_per_step / 1e3 == pytest.approx(8 * 8 * TINY**3, rel=1e-9)
 
 
@@ -91,11 +93,31 @@ def test_small_mode_writes_json_markdown_and_summary(small_report) -> None:
     assert "numpy-expr" in summary
 
 
+def test_compiled_rows_and_targets_on_a_small_model(tmp_path) -> None:
+    """The compiled backend's rows (every thread, one thread) and the IMEX row, on the
+    four-species model (a cheap compile); its targets, named for de Pillis at 128^3, SKIP
+    with what was measured."""
+    pytest.importorskip("numba")
+    report = run_benchmark(small=True, sizes=[TINY], repeats=2, models=["four-species"], end_to_end=False,
+                           largest_grid=False, kernels=False)
+    for dtype, tolerance in (("float32", 1e-5), ("float64", 1e-12)):
+        for impl in ("compiled", "compiled-1t"):
+            row = report.find("four-species", TINY, dtype, impl)
+            assert row is not None and row.max_rel_diff <= tolerance and row.over_numpy > 0, row
+            assert row.device.startswith("CPU") and "numba" in row.device
+    imex = report.find("four-species", TINY, "float32", "compiled-imex1")
+    assert imex is not None and imex.slower_than_solver > 0 and "dt =" in imex.note
+    lines = {t.name: t for t in report.targets if "compiled" in t.name}
+    assert len(lines) == 3 and all(t.status == "SKIP" and "informative: four-species" in t.detail
+                                   for t in lines.values())
+
+
 def test_every_issue_target_has_a_line(small_report) -> None:
     report, _ = small_report
     names = " | ".join(t.name for t in report.targets)
     for phrase in ("85% of copy bandwidth", "25x plain CuPy", "3x jax.jit", "outside stepping kernels",
-                   "3x straightforward NumPy", "1024^3"):
+                   "8x the NumPy reference, one thread", "25% of the host copy bandwidth",
+                   "IMEX order-1 step <= 1.5x the explicit step", "1024^3"):
         assert phrase in names
     gpu_lines = [t for t in report.targets if "fused step" in t.name]
     assert gpu_lines and all(t.status == "SKIP" for t in gpu_lines)  # no GPU in small mode
@@ -194,7 +216,7 @@ def test_bench_script_small_mode_runs_without_cupy_or_jax(tmp_path) -> None:
     """`python benchmarks/bench.py --small` from a checkout: table on stdout, files under --out."""
     probe = (
         "import runpy, sys; sys.argv = ['bench.py', '--small', '--sizes', '8', '--repeats', '1', "
-        f"'--no-end-to-end', '--no-largest-grid', '--no-kernels', '-q', '--out', {str(tmp_path)!r}]; "
+        f"'--no-end-to-end', '--no-largest-grid', '--no-kernels', '--no-compiled', '-q', '--out', {str(tmp_path)!r}]; "
         "code = 0\n"
         "try:\n    runpy.run_path('benchmarks/bench.py', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code\n"
@@ -204,7 +226,7 @@ def test_bench_script_small_mode_runs_without_cupy_or_jax(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
-    assert "numpy-fallback" in result.stdout and "SKIP:" in result.stdout
+    assert "numpy-reference" in result.stdout and "SKIP:" in result.stdout
     assert {p.name for p in tmp_path.iterdir()} == {"bench.json", "bench.md", "summary.txt"}
 
 

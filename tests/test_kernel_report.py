@@ -15,6 +15,7 @@ import os
 
 import pytest
 
+from solver.bench import cubin
 from solver.bench import kernel_report as kr
 from solver.config import load_config
 from solver.package_data import data_dir
@@ -87,7 +88,7 @@ def test_parsers_fail_loudly_on_garbage() -> None:
     with pytest.raises(ValueError, match="no SASS"):
         kr.parse_sass("\t\tFunction : explicit_step\n garbage\n", "explicit_step")
     with pytest.raises(ValueError, match="ELF64"):
-        kr._complete_elf(b"not an elf image")
+        cubin._complete_elf(b"not an elf image")
 
 
 SASS = """
@@ -124,4 +125,4 @@ def test_truncated_cubin_is_padded_to_its_declared_size() -> None:
     header[32:40] = (64).to_bytes(8, "little")  # program headers at 64: 2 of 56 bytes
     header[54:56], header[56:58] = (56).to_bytes(2, "little"), (2).to_bytes(2, "little")
     image = bytes(header) + b"\1" * 111  # one byte short of 64 + 112
-    assert len(kr._complete_elf(image)) == 176 and kr._complete_elf(image)[-1] == 0
+    assert len(cubin._complete_elf(image)) == 176 and cubin._complete_elf(image)[-1] == 0

@@ -13,7 +13,8 @@ with numba's `cache=True`, which keeps the machine code beside that file: the se
 of a model (in this process, another process, or a later session) loads it instead of
 compiling. Threads: numba's pool, NUMBA_NUM_THREADS (default: every core).
 
-The implicit line solves (IMEX) are the NumPy reference's (solver/backends/lines.py).
+The implicit line solves (IMEX) are solver/backends/numba_lines.py: the reference's algebra
+(solver/backends/lines.py), compiled, parallel over lines.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 from solver.backends.base import Backend
 from solver.backends.cpu_codegen import cpu_kernel_source
 from solver.backends.lines import diffusion_lines, transport_lines
-from solver.backends.numpy_backend import NumpyImplicitSolver, cpu_name
+from solver.backends.numpy_backend import cpu_name
 from solver.errors import BackendError
 from solver.grid import Grid
 from solver.model import Model, Species
@@ -193,8 +194,12 @@ class NumbaBackend(Backend):
         log.debug("compiled CPU kernels ready in %.2f s", time.perf_counter() - start)
         return stepper
 
-    def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> NumpyImplicitSolver:
-        return NumpyImplicitSolver(diffusion_lines(species, grid, tau), with_signal=False)
+    def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype):
+        from solver.backends.numba_lines import NumbaImplicitSolver
 
-    def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> NumpyImplicitSolver:
-        return NumpyImplicitSolver(transport_lines(species, grid, tau), with_signal=True)
+        return NumbaImplicitSolver(diffusion_lines(species, grid, tau), with_signal=False)
+
+    def make_transport_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype):
+        from solver.backends.numba_lines import NumbaImplicitSolver
+
+        return NumbaImplicitSolver(transport_lines(species, grid, tau), with_signal=True)

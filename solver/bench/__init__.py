@@ -30,9 +30,13 @@ device-to-device copy). Peers compute the same step, same model, grid and inputs
                     built through backend.make_explicit_stepper as Simulation.start does;
 - "cupy-expr":      ArrayExpressionStep on CuPy: one kernel per array operation;
 - "jax-jit":        ArrayExpressionStep on jax.numpy under jax.jit (XLA fuses what it can);
-- "numpy-fallback": the solver's NumpyExplicitStepper on the CPU;
-- "numpy-expr":     ArrayExpressionStep on NumPy, the "straightforward NumPy" the CPU
-                    fallback is compared with.
+- "compiled":       the solver's compiled CPU backend (NumbaExplicitStepper), every thread;
+- "compiled-1t":    the same, one thread;
+- "numpy-reference": the solver's NumpyExplicitStepper, the reference the CPU rows are
+                    compared with (their `x solver` and `over_numpy`);
+- "numpy-expr":     ArrayExpressionStep on NumPy, "straightforward NumPy";
+- "compiled-imex1": a whole IMEX order-1 step against a whole explicit step
+                    ("compiled-explicit1"), compiled backend, same dt.
 
 Each peer is first checked against the solver's step on the same random input (the
 largest relative difference per species is reported): a fast wrong step proves nothing.
@@ -91,6 +95,7 @@ from solver.bench.cases import (
 )
 from solver.bench.measure import (
     _import_jax,
+    measure_cpu_imex,
     measure_cpu_steps,
     measure_device_copy,
     measure_end_to_end,
@@ -152,6 +157,7 @@ def run_benchmark(
     budget_s: float | None = None,
     models: Sequence[str] | None = None,
     kernels: bool = True,
+    compiled: bool = True,
 ) -> BenchmarkReport:
     """Measure the explicit step and its peers; judge the targets; optionally write files.
 
@@ -167,6 +173,8 @@ def run_benchmark(
         repeats: timed repeats per measurement (default 7 on the CPU at 32^3, 3 above, 15 on the GPU).
         budget_s: wall-clock budget; optional peers past it are skipped (and say so).
         models: names from MODEL_CASES (default both).
+        compiled: measure the compiled CPU backend too (its first compile of each model
+            costs seconds; cached on disk after).
         kernels: the static report of the GPU kernels (solver/bench/kernel_report.py, no GPU
             needed: NVRTC and cuobjdump from the `gpu` extra; SKIP with the reason without them).
 
@@ -185,7 +193,7 @@ def run_benchmark(
 
     with tempfile.TemporaryDirectory(prefix="tumorsim-bench-") as tmp:
         if small:
-            _run_small(report, cases, sizes, repeats, end_to_end, Path(tmp))
+            _run_small(report, cases, sizes, repeats, end_to_end, Path(tmp), compiled)
             if largest_grid:
                 estimate_largest_grid(report)
         else:
@@ -199,17 +207,21 @@ def run_benchmark(
 
 
 def _run_small(report: BenchmarkReport, cases: Sequence[ModelCase], sizes: Sequence[int] | None,
-               repeats: int | None, end_to_end: bool, workdir: Path) -> None:
+               repeats: int | None, end_to_end: bool, workdir: Path, compiled: bool = True) -> None:
     report.meta["device"] = "CPU only (small mode)"
     report.copy_bandwidth["cpu"] = measure_host_copy()
     grids = SMALL_GRIDS if sizes is None else tuple((n, "float32") for n in sizes) + ((sizes[0], "float64"),)
     for n, dtype in grids:
         for case in cases:
-            measure_cpu_steps(report, case, n, dtype, repeats or (7 if n <= 48 else 3))
+            measure_cpu_steps(report, case, n, dtype, repeats or (7 if n <= 48 else 3), compiled)
+    if compiled:
+        n = max(n for n, _ in grids)
+        for case in cases:
+            measure_cpu_imex(report, case, n, repeats or (7 if n <= 48 else 3))
     if end_to_end and DEPILLIS in cases:
         n = E2E_GRID_SMALL if sizes is None else min(sizes)
-        measure_end_to_end(report, DEPILLIS, n, E2E_STEPS_SMALL, E2E_SNAPSHOT_EVERY, "cpu", "gzip", workdir,
-                           checkpoint_every=E2E_SNAPSHOT_EVERY)
+        measure_end_to_end(report, DEPILLIS, n, E2E_STEPS_SMALL, E2E_SNAPSHOT_EVERY, "cpu" if compiled else "numpy",
+                           "gzip", workdir, checkpoint_every=E2E_SNAPSHOT_EVERY)
     report.notes.append("Small mode: CPU only; the GPU targets are SKIP. Timings are host-clock medians.")
 
 
@@ -326,6 +338,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-largest-grid", action="store_true", help="skip the largest-grid estimate")
     parser.add_argument("--no-kernels", action="store_true",
                         help="skip the static GPU kernel report (registers, SASS; NVRTC + cuobjdump, no GPU)")
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="skip the compiled CPU backend (numba; its first compile of a model takes seconds)")
     parser.add_argument("--budget-s", type=float, metavar="S",
                         help="skip optional peers once the benchmark has run S seconds")
 
@@ -340,6 +354,7 @@ def run_from_args(args: argparse.Namespace) -> BenchmarkReport:
         end_to_end=not args.no_end_to_end,
         largest_grid=not args.no_largest_grid,
         kernels=not args.no_kernels,
+        compiled=not args.no_compiled,
         repeats=args.repeats,
         budget_s=args.budget_s,
         models=args.models,

@@ -20,7 +20,9 @@ TARGET_FRACTION_OF_COPY = 0.85  # fused step, 256^3 and 384^3 float32
 TARGET_OVER_CUPY = 25.0  # fused step over the plain CuPy array expressions
 TARGET_OVER_JAX = 3.0  # fused step over jax.jit
 TARGET_OUTSIDE_KERNELS = 0.05  # share of wall time outside the stepping kernels
-TARGET_CPU_OVER_NUMPY = 3.0  # NumPy fallback over straightforward NumPy, 128^3 float32
+TARGET_COMPILED_OVER_NUMPY = 8.0  # compiled CPU step over the NumPy reference, one thread, 128^3 float32
+TARGET_COMPILED_OF_COPY = 0.25  # compiled CPU step, all threads, of the host copy bandwidth
+TARGET_IMEX_OVER_EXPLICIT = 1.5  # IMEX order-1 step over the explicit step, compiled CPU backend
 TARGET_LARGEST_CUBE = 1024  # chemoimmunotherapy model on one 80 GB GPU
 TARGET_GRIDS = (256, 384)  # where the GPU targets are judged (float32)
 CPU_TARGET_GRID = 128
@@ -46,8 +48,12 @@ IMPLEMENTATIONS = {
     "fused": "solver: fused CUDA kernel (CupyExplicitStepper)",
     "cupy-expr": "CuPy array expressions",
     "jax-jit": "jax.jit of the array expressions",
-    "numpy-fallback": "solver: NumPy fallback (NumpyExplicitStepper)",
+    "compiled": "solver: compiled CPU backend, every thread (NumbaExplicitStepper)",
+    "compiled-1t": "solver: compiled CPU backend, one thread",
+    "numpy-reference": "solver: NumPy reference (NumpyExplicitStepper)",
     "numpy-expr": "straightforward NumPy array expressions",
+    "compiled-explicit1": "a whole explicit integrator step, compiled CPU backend",
+    "compiled-imex1": "a whole IMEX order-1 integrator step, compiled CPU backend",
 }
 
 

@@ -75,13 +75,16 @@ def measure_device_copy(cupy: Any, nbytes: int = 2**31, repeats: int = 20) -> di
     return out  # the caller frees the pool once src and dst are gone
 
 
-def measure_cpu_steps(report: BenchmarkReport, case: ModelCase, n: int, dtype: str, repeats: int) -> None:
-    """NumPy fallback and straightforward NumPy on the CPU, same inputs; two rows."""
+def measure_cpu_steps(report: BenchmarkReport, case: ModelCase, n: int, dtype: str, repeats: int,
+                      compiled: bool = True) -> None:
+    """The CPU implementations of the step, same inputs, timed interleaved: the compiled
+    backend with every thread ("compiled") and with one ("compiled-1t"), the NumPy reference
+    ("numpy-reference") and straightforward NumPy ("numpy-expr"). Each row's `over_numpy`
+    is the median of the paired per-repeat ratios (NumPy reference time / its time)."""
     from solver.backends.numpy_backend import NumpyBackend
 
     p = prepare_case(case, n, dtype)
     backend = NumpyBackend()
-    device = backend.device
     shape = (len(p.model.species),) + p.grid.shape
     u, u_new, u_ref = (np.empty(shape, p.dtype) for _ in range(3))
     maps = np.empty(p.maps_shape, p.dtype)
@@ -91,30 +94,88 @@ def measure_cpu_steps(report: BenchmarkReport, case: ModelCase, n: int, dtype: s
         fill_random(rng, u, p.model.names, case.ranges)
 
     fill_random(rng, maps, ("w",), MAP_RANGES)
-    solver_step = backend.make_explicit_stepper(p.model, p.grid, p.dtype, p.implicit_sinks)
-    expr_step = ArrayExpressionStep(p.model, p.grid, p.dtype, p.implicit_sinks, np)
+    reference = backend.make_explicit_stepper(p.model, p.grid, p.dtype, p.implicit_sinks)
+    impls: list[tuple[str, Any, str]] = [("numpy-reference", reference, backend.device),
+                                         ("numpy-expr", ArrayExpressionStep(p.model, p.grid, p.dtype,
+                                                                            p.implicit_sinks, np), backend.device)]
+    timed = [lambda s=reference: s.step(u, u_new, maps, 0.0, p.dt, p.systemic),
+             lambda s=impls[1][1]: s.step(u, u_new, maps, 0.0, p.dt, p.systemic)]
+    if compiled:
+        from solver.backends.numba_backend import NumbaBackend, numba_unavailable
+
+        why = numba_unavailable()
+        if why:
+            report.notes.append(f"compiled CPU backend not measured: {why}")
+        else:
+            import numba
+
+            fast = NumbaBackend()
+            stepper = fast.make_explicit_stepper(p.model, p.grid, p.dtype, p.implicit_sinks)
+            threads = numba.config.NUMBA_NUM_THREADS
+
+            def one_thread(s=stepper) -> None:
+                numba.set_num_threads(1)
+                try:
+                    s.step(u, u_new, maps, 0.0, p.dt, p.systemic)
+                finally:
+                    numba.set_num_threads(threads)
+
+            impls += [("compiled", stepper, fast.device), ("compiled-1t", stepper, fast.device.replace(
+                f"{threads} threads", "1 thread"))]
+            timed += [lambda s=stepper: s.step(u, u_new, maps, 0.0, p.dt, p.systemic), one_thread]
     copy_gb_s = report.copy_bandwidth.get("cpu", {}).get("reference")
 
     refill()
-    solver_step.step(u, u_ref, maps, 0.0, p.dt, p.systemic)
-    expr_step.step(u, u_new, maps, 0.0, p.dt, p.systemic)
-    diff = max_rel_diff(np, u_new, u_ref)
-
-    impls = (("numpy-fallback", solver_step), ("numpy-expr", expr_step))
-    samples = time_host_interleaved(
-        [lambda s=stepper: s.step(u, u_new, maps, 0.0, p.dt, p.systemic) for _, stepper in impls], refill, repeats)
-    rows = []
-    for (impl, _), times in zip(impls, samples):
+    reference.step(u, u_ref, maps, 0.0, p.dt, p.systemic)
+    diffs = []
+    for (_, stepper, _), step in zip(impls, timed):
+        step()
+        diffs.append(max_rel_diff(np, u_new, u_ref))
+    samples = time_host_interleaved(timed, refill, repeats)
+    base = samples[0]
+    for (impl, _, device), times, diff in zip(impls, samples, diffs):
         row = StepRow(case.name, n, dtype, impl, device, steps_per_repeat=1)
         _fill_row(row, p, times, copy_gb_s)
-        rows.append(row)
-    rows[0].slower_than_solver, rows[0].max_rel_diff = 1.0, 0.0
-    # Paired: the median over repeats of (straightforward / fallback) on the same inputs.
-    rows[1].slower_than_solver = statistics.median(b / a for a, b in zip(samples[0], samples[1]))
-    rows[1].max_rel_diff = diff
-    report.steps += rows
-    log.info("cpu %s %d^3 %s: fallback %.3g ms, numpy expressions %.3g ms (x%.2f), rel diff %.1e",
-             case.name, n, dtype, rows[0].ms_per_step, rows[1].ms_per_step, rows[1].slower_than_solver, diff)
+        # paired: the median over repeats of (reference / this) on the same inputs
+        row.over_numpy = statistics.median(a / b for a, b in zip(base, times))
+        row.slower_than_solver = 1.0 / row.over_numpy
+        row.max_rel_diff = diff
+        report.steps.append(row)
+    log.info("cpu %s %d^3 %s: %s", case.name, n, dtype, ", ".join(
+        f"{impl} {statistics.median(t) * 1e3:.3g} ms" for (impl, _, _), t in zip(impls, samples)))
+
+
+def measure_cpu_imex(report: BenchmarkReport, case: ModelCase, n: int, repeats: int) -> None:
+    """One whole step of the IMEX integrator (order 1: the fused step, then each diffusing
+    species' sink-scaled line solves) against one explicit step, both on the compiled
+    backend, float32, the same dt, timed interleaved: a row "compiled-imex1" whose
+    `slower_than_solver` is the paired median ratio (IMEX / explicit)."""
+    from solver.backends.numba_backend import NumbaBackend, numba_unavailable
+    from solver.run import Simulation
+
+    if numba_unavailable():
+        return
+    backend = NumbaBackend()
+    sims = {integrator: Simulation(case_config(case, n, "float32", integrator=integrator, order=1))
+            for integrator in ("explicit", "imex")}
+    dt = min(sim.plan.dt for sim in sims.values())
+    running = {k: sim.start(backend) for k, sim in sims.items()}
+    rng = np.random.default_rng(3)
+    names = sims["explicit"].model.names
+
+    def refill() -> None:
+        for state in running.values():
+            fill_random(rng, state.fields.u, names, case.ranges)
+
+    steps = [lambda r=r: r.integrator.step(r.fields, 0.0, dt, r.systemic) for r in running.values()]
+    samples = time_host_interleaved(steps, refill, repeats)
+    p = prepare_case(case, n, "float32")
+    for impl, times in zip(("compiled-explicit1", "compiled-imex1"), samples):
+        row = StepRow(case.name, n, "float32", impl, backend.device, steps_per_repeat=1)
+        _fill_row(row, p, times, report.copy_bandwidth.get("cpu", {}).get("reference"))
+        row.slower_than_solver = statistics.median(b / a for a, b in zip(samples[0], times))
+        row.note = f"whole integrator step, dt = {dt:.3g}"
+        report.steps.append(row)
 
 
 def _import_jax() -> tuple[Any, Any, str]:
