@@ -52,6 +52,15 @@ struct Dim { unsigned x, y, z; };
 static Dim blockIdx, threadIdx;
 using std::exp; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
 using std::fmin; using std::fmax; using std::pow; using std::fabs;
+// The fast path's CUDA intrinsics (solver/backends/cuda_codegen.py), defined EXACTLY on the
+// host: the host run checks the generated arithmetic and indexing; the intrinsics' own
+// error (within cuda_codegen.fast_math_step_bound) is the `gpu` parity test's job.
+// (Macros: glibc declares its own __expf, __logf, __powf.)
+static inline float host_fdividef(float a, float b) { return a / b; }
+#define __fdividef(a, b) host_fdividef((a), (b))
+#define __expf(x) std::exp((float)(x))
+#define __logf(x) std::log((float)(x))
+#define __powf(x, y) std::pow((float)(x), (float)(y))
 """
 
 

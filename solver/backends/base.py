@@ -79,6 +79,10 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the CPU)."""
 
+    def configure(self, config: Any) -> None:
+        """Take a run config's backend options (the GPU backend: its `gpu` section) for the
+        kernels made after this; the CPU backends have none."""
+
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),

@@ -23,6 +23,7 @@ from solver.backends.cuda_codegen import (
     explicit_rates_source,
     explicit_step_source,
     kernel_template,
+    nvrtc_options,
 )
 from solver.backends.lines import diffusion_lines, transport_lines
 from solver.errors import BackendError
@@ -48,39 +49,44 @@ def import_cupy() -> Any:
     return cupy
 
 
-_module_cache: dict[tuple[str, int], Any] = {}
+_module_cache: dict[tuple[str, tuple[str, ...], int], Any] = {}
 
 
-def compiled_function(source: str, name: str) -> Any:
-    """Kernel `name` from `source`, compiled once per (source, current device)."""
+def compiled_function(source: str, name: str, options: tuple[str, ...] = ("-std=c++17",)) -> Any:
+    """Kernel `name` from `source`, compiled once per (source, NVRTC options, current device)."""
     import cupy
 
-    key = (source, cupy.cuda.runtime.getDevice())
+    key = (source, tuple(options), cupy.cuda.runtime.getDevice())
     module = _module_cache.get(key)
     if module is None:
-        module = cupy.RawModule(code=source, options=("-std=c++17",))
+        module = cupy.RawModule(code=source, options=tuple(options))
         _module_cache[key] = module
     return module.get_function(name)
 
 
 class CupyExplicitStepper:
-    """Launches the fused explicit step: one thread per cell, all species in one launch."""
+    """Launches the fused explicit step: one thread per cell, all species in one launch.
+
+    fast_math (float32 only): the kernels' fast path (cuda_codegen.nvrtc_options and
+    fast_math_step_bound); config key gpu.fast_math.
+    """
 
     def __init__(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
-        report_sinks: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(), fast_math: bool = False,
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = (len(model.species),) + grid.shape
         self.maps_shape = (max(len(model.maps), 1),) + grid.shape
         self.report_sinks = frozenset(report_sinks)
+        self.options = nvrtc_options(self.dtype, fast_math)
         self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion,
-                                           implicit_chemotaxis, report_sinks)
-        self.kernel = compiled_function(self.source, "explicit_step")
+                                           implicit_chemotaxis, report_sinks, fast_math=fast_math)
+        self.kernel = compiled_function(self.source, "explicit_step", self.options)
         self._rates_source = lambda: explicit_rates_source(  # noqa: E731 (compiled on first use)
             model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
-            report_sinks)
+            report_sinks, fast_math=fast_math)
         self._rates_kernel = None
         self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
         self.n_systemic = len(model.systemic_names)
@@ -122,7 +128,7 @@ class CupyExplicitStepper:
         if len(systemic) != self.n_systemic:
             raise TypeError(f"explicit_rates: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         if self._rates_kernel is None:
-            self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates")
+            self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates", self.options)
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
         self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, diffusion, cast(t)) + scalars)
@@ -267,6 +273,11 @@ class CupyBackend(Backend):
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         super().__init__(device=f"GPU: {name}")
         self._scratch: dict[tuple, Any] = {}
+        self.fast_math = True  # gpu.fast_math (solver.config.sections.GpuConfig); set by configure()
+
+    def configure(self, config: Any) -> None:
+        """Take the run config's `gpu` section (fast_math) for the steppers made after this."""
+        self.fast_math = bool(config.gpu.fast_math)
 
     def to_host(self, array: Any) -> np.ndarray:
         return self.xp.asnumpy(array)
@@ -280,7 +291,7 @@ class CupyBackend(Backend):
         report_sinks: frozenset[int] = frozenset(),
     ) -> CupyExplicitStepper:
         return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
-                                   report_sinks)
+                                   report_sinks, fast_math=self.fast_math)
 
     def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> CupyLineSolver:
         """The scaled solves' two scratch fields are shared by every line solver of a shape."""

@@ -6,7 +6,7 @@ Public API:
                                  step with --use_fast_math), .targets(), .to_markdown(), .summary()
     KernelStats                  one compiled kernel: resources, SASS counts, bytes per cell
     kernel_sources(config, dtype, variants) -> list[KernelSource]
-    compile_cubin(source, arch, fast_math=False) -> (cubin, ptxas log)
+    compile_cubin(source, arch, fast_math=False, options=...) -> (cubin, ptxas log)
     parse_ptxas_log(log, entry) -> dict      registers, spills, stack
     parse_resource_usage(text, entry) -> dict    REG, SHARED, LOCAL, CONSTANT[0], STACK
     parse_sass(text, entry) -> SassCounts
@@ -86,6 +86,8 @@ from solver.backends.cuda_codegen import (
     explicit_rates_source,
     explicit_step_source,
     kernel_template,
+    nvrtc_options,
+    uses_fast_math,
 )
 from solver.config import RunConfig, load_config
 from solver.grid import Grid
@@ -136,6 +138,7 @@ class KernelSource:
     window_bytes: int | None = None  # 3 x-planes of the species read with neighbours
     used: str = ""  # where a run launches it
     variant: str = ""
+    options: tuple[str, ...] = ("-std=c++17",)  # NVRTC options, as the CuPy backend passes them
 
 
 @dataclass
@@ -240,11 +243,12 @@ def tools_missing() -> str | None:
 
 
 def compile_cubin(source: str, arch: str = "sm_90", fast_math: bool = False,
-                  name: str = "tumorsim_kernel.cu") -> tuple[bytes, str]:
-    """NVRTC: source -> (cubin for `arch`, ptxas's -v log). Raises RuntimeError with the log."""
+                  name: str = "tumorsim_kernel.cu", options: tuple[str, ...] = ("-std=c++17",)) -> tuple[bytes, str]:
+    """NVRTC: source -> (cubin for `arch`, ptxas's -v log). Raises RuntimeError with the log.
+    `options`: the backend's (cuda_codegen.nvrtc_options); fast_math adds --use_fast_math."""
     from cupy_backends.cuda.libs import nvrtc
 
-    options = [f"--gpu-architecture={arch}", "-std=c++17", "-Xptxas=-v"] + (["--use_fast_math"] if fast_math else [])
+    options = [f"--gpu-architecture={arch}", *options, "-Xptxas=-v"] + (["--use_fast_math"] if fast_math else [])
     prog = nvrtc.createProgram(source, name, [], [])
     try:
         try:
@@ -376,12 +380,15 @@ def kernel_sources(config: RunConfig, dtype: np.dtype | None = None, variants: s
     flags, used = _explicit_flags(config, model, grid, dtype, variants)
     itemsize = dtype.itemsize
     out = []
+    fast = config.gpu.fast_math
+    math = "fast math (gpu.fast_math)" if uses_fast_math(dtype, fast) else "exact math"
     for name, rates in (("explicit step", False), ("explicit rates", True)):
         build = explicit_rates_source if rates else explicit_step_source
-        source = build(model, grid, dtype, BLOCK_SIZE, **flags)
+        source = build(model, grid, dtype, BLOCK_SIZE, **flags, fast_math=fast)
         floor, no_reuse, window = _explicit_bytes(source, model, grid, itemsize)
         out.append(KernelSource(name, "explicit_rates" if rates else "explicit_step", source, True, floor, no_reuse,
-                                window, used[name], _describe(flags, model)))
+                                window, used[name], f"{_describe(flags, model)}; {math}",
+                                nvrtc_options(dtype, fast)))
     ctype = "float" if dtype == np.float32 else "double"
     for entry in ("line_solve", "line_solve_scaled", "transport_solve"):
         arrays = LINE_ARRAYS[entry]
@@ -450,7 +457,7 @@ def _explicit_bytes(source: str, model: Model, grid: Grid, itemsize: int) -> tup
 
 def measure(kernel: KernelSource, arch: str = "sm_90", fast_math: bool = False) -> KernelStats:
     """Compile one kernel and read its numbers."""
-    cubin, ptxas = compile_cubin(kernel.source, arch, fast_math, name=f"{kernel.entry}.cu")
+    cubin, ptxas = compile_cubin(kernel.source, arch, fast_math, name=f"{kernel.entry}.cu", options=kernel.options)
     p = parse_ptxas_log(ptxas, kernel.entry)
     r = parse_resource_usage(_cuobjdump(cubin, "--dump-resource-usage"), kernel.entry)
     sass = parse_sass(_cuobjdump(cubin, "-sass"), kernel.entry)

@@ -208,6 +208,7 @@ class Simulation:
         """Put the initial state on the backend's device and give the boluses due at t = 0;
         or, with a checkpoint, put its state there instead (boluses up to its t are in it)."""
         backend = backend or get_backend(self.config.backend)
+        backend.configure(self.config)
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
