@@ -20,14 +20,18 @@ from solver.backends.cuda_codegen import explicit_step_source, fast_math_step_bo
 from solver.backends.registry import get_backend
 from solver.run import Simulation
 
-# After the kernel source: run the launch grid of explicit_step as loops.
+# After the kernel source: run the launch of explicit_step as loops, the grid as
+# cupy_backend launches it (cuda_codegen.launch_shape: ceil(N / BLOCK) blocks per axis).
 HOST_STEP = r"""
 extern "C" void host_step(const real* u, real* u_new, const real* maps, real* sinks, real t, real dt) {
-    const long long blocks = (N_CELLS + BLOCK_SIZE - 1) / BLOCK_SIZE;
-    for (long long b = 0; b < blocks; ++b) {
-        blockIdx.x = (unsigned)b;
-        for (unsigned th = 0; th < BLOCK_SIZE; ++th) { threadIdx.x = th; explicit_step(u, u_new, maps, sinks, t, dt); }
-    }
+    const unsigned grid[3] = {(NZ + BLOCK_Z - 1) / BLOCK_Z, (NY + BLOCK_Y - 1) / BLOCK_Y, (NX + BLOCK_X - 1) / BLOCK_X};
+    for (blockIdx.z = 0; blockIdx.z < grid[2]; ++blockIdx.z)
+    for (blockIdx.y = 0; blockIdx.y < grid[1]; ++blockIdx.y)
+    for (blockIdx.x = 0; blockIdx.x < grid[0]; ++blockIdx.x)
+        for (threadIdx.z = 0; threadIdx.z < BLOCK_X; ++threadIdx.z)
+        for (threadIdx.y = 0; threadIdx.y < BLOCK_Y; ++threadIdx.y)
+        for (threadIdx.x = 0; threadIdx.x < BLOCK_Z; ++threadIdx.x)
+            explicit_step(u, u_new, maps, sinks, t, dt);
 }
 """
 
@@ -131,3 +135,30 @@ def test_power_of_a_ratio_is_one_pow_and_matches_numpy(tmp_path, fast) -> None:
         # with exact powf; |log2| of the power here is below 10 (ratio in [0.1, 10])
         tol = fast_tolerance(n + 1, exp_argument=2.0, pow_exponent=2.09, pow_log2_result=10.0, divisions=2)
         assert err < tol, (n, err, tol)
+
+
+@pytest.mark.parametrize("shape", [(256, 256, 256), (20, 17, 33), (256, 4, 4), (9, 8, 7), (1, 1, 300), (64, 1, 1)])
+def test_launch_shape_covers_every_cell_with_few_idle_threads(shape) -> None:
+    """The 3-D launch of cupy_backend (and of HOST_STEP above, from the BLOCK_* defines)."""
+    from solver.backends.cuda_codegen import launch_shape
+
+    block, grid = launch_shape(shape)
+    bz, by, bx = block
+    assert bz * by * bx <= 256 and bz <= 32
+    for n, b, g in zip(shape[::-1], block, grid):  # CUDA x, y, z = grid axes z, y, x
+        assert (g - 1) * b < n <= g * b  # every cell, no block wholly outside
+        assert b < 2 * n  # the tile never more than twice the extent
+    if shape == (256, 256, 256):
+        assert block == (32, 8, 1) and grid == (8, 32, 256)
+
+
+def test_source_defines_the_launch_tile(tmp_path) -> None:
+    from test_gpu_parity import BOUNDARIES, parity_config
+
+    from solver.backends.cuda_codegen import launch_shape
+
+    sim = Simulation(parity_config(tmp_path, BOUNDARIES["no-flux"], "float32"))
+    source = explicit_step_source(sim.model, sim.grid, np.dtype("float32"))
+    (bz, by, bx), _ = launch_shape(sim.grid.shape)
+    for name, value in (("BLOCK_Z", bz), ("BLOCK_Y", by), ("BLOCK_X", bx), ("BLOCK_SIZE", bz * by * bx)):
+        assert f"#define {name} {value}\n" in source

@@ -139,3 +139,10 @@ def test_truncated_cubin_is_padded_to_its_declared_size() -> None:
     header[54:56], header[56:58] = (56).to_bytes(2, "little"), (2).to_bytes(2, "little")
     image = bytes(header) + b"\1" * 111  # one byte short of 64 + 112
     assert len(kr._complete_elf(image)) == 176 and kr._complete_elf(image)[-1] == 0
+
+
+def test_tile_traffic_model() -> None:
+    """Sectors a tile reads of one species with its 6 neighbours: a 1-D block of 256 cells
+    along z reads 5 rows per row written (20 B/cell in float32), a 32 x 8 tile 3.75."""
+    assert kr.tile_bytes_per_cell((256, 1, 1), (256, 256, 256), 4) == 20.0
+    assert kr.tile_bytes_per_cell((32, 8, 1), (256, 256, 256), 4) == 15.0

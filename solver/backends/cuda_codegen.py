@@ -7,6 +7,7 @@ Public API:
     nvrtc_options(dtype, fast_math), uses_fast_math(dtype, fast_math)
     fast_math_step_bound(...) -> float   per-step error bound of the fast path (float32)
     kernel_template(name) -> str                      a kernels/*.cu file with a #line marker
+    launch_shape(shape, block_size=256) -> (block, grid)   the explicit kernels' 3-D launch
 
 Nothing here imports CuPy at module level: the source can be generated (and
 compile-checked through NVRTC) on a machine without a GPU. The generated part is a
@@ -422,10 +423,33 @@ def model_update_source(
     return "\n".join(lines)
 
 
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def launch_shape(shape: tuple[int, int, int], block_size: int = 256) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(block, grid) of the explicit kernels, CUDA order (x, y, z) = grid axes (z, y, x).
+
+    A block is a tile of up to 32 cells along z (one warp: a coalesced 128-byte row) by
+    up to block_size / 32 along y (their y-neighbours are rows the same block reads, from
+    L1), then x; on thin grids the tile shrinks to the next power of two of the extent and
+    grows along the next axis instead, so no block is mostly idle. The kernel template
+    takes the tile as BLOCK_Z, BLOCK_Y, BLOCK_X and returns for cells past the grid.
+    """
+    nx, ny, nz = shape
+    bz = min(32, _pow2_at_least(nz), block_size)
+    by = min(block_size // bz, _pow2_at_least(ny))
+    bx = min(block_size // (bz * by), _pow2_at_least(nx))
+    block = (bz, by, bx)
+    grid = (-(-nz // bz), -(-ny // by), -(-nx // bx))
+    return block, grid
+
+
 def defines(model: Model, grid: Grid, dtype: np.dtype, block_size: int) -> str:
     """The #define block: grid constants baked in so the compiler can fold them."""
     pr = _RealPrinter(dtype)
     nx, ny, nz = grid.shape
+    (bz, by, bx), _ = launch_shape(grid.shape, block_size)
     ctype = "float" if np.dtype(dtype) == np.float32 else "double"
     out = [
         f"typedef {ctype} real;",
@@ -437,7 +461,10 @@ def defines(model: Model, grid: Grid, dtype: np.dtype, block_size: int) -> str:
         f"#define N_CELLS {grid.size}LL",
         f"#define N_SPECIES {len(model.species)}",
         f"#define N_MAPS {len(model.maps)}",
-        f"#define BLOCK_SIZE {block_size}",
+        f"#define BLOCK_Z {bz}",
+        f"#define BLOCK_Y {by}",
+        f"#define BLOCK_X {bx}",
+        f"#define BLOCK_SIZE {bz * by * bx}",
         "#define SYSTEMIC_PARAMS " + "".join(f", const real s_{n}" for n in model.systemic_names),
         "#define SYSTEMIC_ARGS " + "".join(f", s_{n}" for n in model.systemic_names),
     ]

@@ -23,6 +23,7 @@ from solver.backends.cuda_codegen import (
     explicit_rates_source,
     explicit_step_source,
     kernel_template,
+    launch_shape,
     nvrtc_options,
 )
 from solver.backends.lines import diffusion_lines, transport_lines
@@ -65,7 +66,8 @@ def compiled_function(source: str, name: str, options: tuple[str, ...] = ("-std=
 
 
 class CupyExplicitStepper:
-    """Launches the fused explicit step: one thread per cell, all species in one launch.
+    """Launches the fused explicit step: one thread per cell, all species in one launch,
+    in 3-D blocks of up to BLOCK_SIZE cells (cuda_codegen.launch_shape).
 
     fast_math (float32 only): the kernels' fast path (cuda_codegen.nvrtc_options and
     fast_math_step_bound); config key gpu.fast_math.
@@ -88,7 +90,7 @@ class CupyExplicitStepper:
             model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
             report_sinks, fast_math=fast_math)
         self._rates_kernel = None
-        self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
+        self.block, self.blocks = launch_shape(grid.shape, BLOCK_SIZE)  # (z, y, x) tiles
         self.n_systemic = len(model.systemic_names)
 
     def _check(self, name: str, array: Any, shape: tuple[int, ...]) -> None:
@@ -107,7 +109,7 @@ class CupyExplicitStepper:
             raise TypeError(f"explicit_step: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
-        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, sinks, cast(t), cast(dt)) + scalars)
+        self.kernel(self.blocks, self.block, (u, u_new, maps, sinks, cast(t), cast(dt)) + scalars)
 
     def _output(self, name: str, array: Any, dummy: Any) -> Any:
         """An optional output array; without report_sinks the kernel writes none (a dummy pointer)."""
@@ -131,7 +133,7 @@ class CupyExplicitStepper:
             self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates", self.options)
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
-        self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, diffusion, cast(t)) + scalars)
+        self._rates_kernel(self.blocks, self.block, (u, rate, sink, maps, diffusion, cast(t)) + scalars)
 
 
 class _AxisLineSolve:
