@@ -14,26 +14,15 @@ import shutil
 
 import numpy as np
 import pytest
-from _support import compile_on_host, make_config
+from _support import compile_on_host, host_launch, make_config
 
 from solver.backends.cuda_codegen import explicit_step_source, fast_math_step_bound
 from solver.backends.registry import get_backend
 from solver.run import Simulation
 
-# After the kernel source: run the launch of explicit_step as loops, the grid as
-# cupy_backend launches it (cuda_codegen.launch_shape: ceil(N / BLOCK) blocks per axis).
-HOST_STEP = r"""
-extern "C" void host_step(const real* u, real* u_new, const real* maps, real* sinks, real t, real dt) {
-    const unsigned grid[3] = {(NZ + BLOCK_Z - 1) / BLOCK_Z, (NY + BLOCK_Y - 1) / BLOCK_Y, (NX + BLOCK_X - 1) / BLOCK_X};
-    for (blockIdx.z = 0; blockIdx.z < grid[2]; ++blockIdx.z)
-    for (blockIdx.y = 0; blockIdx.y < grid[1]; ++blockIdx.y)
-    for (blockIdx.x = 0; blockIdx.x < grid[0]; ++blockIdx.x)
-        for (threadIdx.z = 0; threadIdx.z < BLOCK_X; ++threadIdx.z)
-        for (threadIdx.y = 0; threadIdx.y < BLOCK_Y; ++threadIdx.y)
-        for (threadIdx.x = 0; threadIdx.x < BLOCK_Z; ++threadIdx.x)
-            explicit_step(u, u_new, maps, sinks, t, dt);
-}
-"""
+# After the kernel source: the launch of explicit_step, as loops.
+HOST_STEP = host_launch("host_step(const real* u, real* u_new, const real* maps, real* sinks, real t, real dt)",
+                        "explicit_step(u, u_new, maps, sinks, t, dt)")
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to run the kernel source on the host")
 

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from _support import compile_on_host, make_config
+from _support import compile_on_host, host_launch, make_config
 from scipy.fft import dctn, idctn
 
 from solver.backends.cuda_codegen import compile_for_arch, explicit_rates_source
@@ -200,16 +200,10 @@ def test_second_order_is_stable_at_100x_the_explicit_bound() -> None:
 
 # --------------------------------------------------------------------------- the rates kernel
 
-# After the kernel source: run the launch grid of explicit_rates as loops.
-HOST_RATES = r"""
-extern "C" void host_rates(const real* u, real* rate, real* sink, const real* maps, real* diffusion, real t) {
-    const long long blocks = (N_CELLS + BLOCK_SIZE - 1) / BLOCK_SIZE;
-    for (long long b = 0; b < blocks; ++b) {
-        blockIdx.x = (unsigned)b;
-        for (unsigned th = 0; th < BLOCK_SIZE; ++th) { threadIdx.x = th; explicit_rates(u, rate, sink, maps, diffusion, t); }
-    }
-}
-"""
+# After the kernel source: the launch of explicit_rates (as cupy_backend makes it), as loops.
+HOST_RATES = host_launch(
+    "host_rates(const real* u, real* rate, real* sink, const real* maps, real* diffusion, real t)",
+    "explicit_rates(u, rate, sink, maps, diffusion, t)")
 
 
 def two_species(dtype: str = "float64", integrator: str = "explicit"):
