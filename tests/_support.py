@@ -50,7 +50,7 @@ CUDA_ON_HOST = r"""
 #define __restrict__ __restrict
 struct Dim { unsigned x, y, z; };
 static Dim blockIdx, threadIdx;
-using std::exp; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
+using std::exp; using std::expm1; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
 using std::fmin; using std::fmax; using std::pow; using std::fabs;
 // The fast path's CUDA intrinsics (solver/backends/cuda_codegen.py), defined EXACTLY on the
 // host: the host run checks the generated arithmetic and indexing; the intrinsics' own
