@@ -6,7 +6,7 @@
 // Python caller: solver/backends/cupy_backend.py (CupyExplicitStepper.rates), through
 // solver/backends/cuda_codegen.py (explicit_rates_source), which prepends the #define
 // block and the generated device function `model_rates`.
-// Launch shape: as explicit_step.cu (1-D, one thread per cell, BLOCK_SIZE per block).
+// Launch shape: as explicit_step.cu (3-D blocks of BLOCK_Z x BLOCK_Y x BLOCK_X cells).
 
 extern "C" __global__ void __launch_bounds__(BLOCK_SIZE)
 explicit_rates(const real* __restrict__ u,     // (N_SPECIES, NX, NY, NZ), time t
@@ -17,10 +17,10 @@ explicit_rates(const real* __restrict__ u,     // (N_SPECIES, NX, NY, NZ), time 
                                                  // with implicit diffusion (others not written)
                const real t SYSTEMIC_PARAMS)
 {
-    const long long idx = (long long)blockIdx.x * BLOCK_SIZE + threadIdx.x;
-    if (idx >= N_CELLS) return;
-    const int k = (int)(idx % NZ);
-    const int j = (int)((idx / NZ) % NY);
-    const int i = (int)(idx / ((long long)NY * NZ));
+    const int k = blockIdx.x * BLOCK_Z + threadIdx.x;
+    const int j = blockIdx.y * BLOCK_Y + threadIdx.y;
+    const int i = blockIdx.z * BLOCK_X + threadIdx.z;
+    if (k >= NZ || j >= NY || i >= NX) return;
+    const long long idx = ((long long)i * NY + j) * NZ + k;
     model_rates(u, rate, sink, maps, diffusion_out, idx, i, j, k, t SYSTEMIC_ARGS);
 }

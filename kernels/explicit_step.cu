@@ -6,9 +6,11 @@
 // N_CELLS, INV_HX2.., `real`) and the generated device function `model_update`.
 // SYSTEMIC_PARAMS / SYSTEMIC_ARGS (also generated) pass the systemic scalars (plasma
 // drug levels, circulating cells) by value: no host-to-device copy per step.
-// Launch shape: 1-D grid, one thread per cell, BLOCK_SIZE threads per block,
-// ceil(N_CELLS / BLOCK_SIZE) blocks. The flat index runs fastest along z, so
-// neighbouring threads touch neighbouring addresses (coalesced) in every array.
+// Launch shape (cuda_codegen.launch_shape): one thread per cell, 3-D blocks of
+// BLOCK_Z x BLOCK_Y x BLOCK_X cells along (z, y, x) (threadIdx.x runs along z, e.g. 32 x 8
+// x 1), grid ceil(NZ / BLOCK_Z) x ceil(NY / BLOCK_Y) x ceil(NX / BLOCK_X). The flat index
+// runs fastest along z, so a warp touches one contiguous row (coalesced) in every array,
+// and the y-neighbour rows of a block are rows the block itself reads (L1 hits).
 
 extern "C" __global__ void __launch_bounds__(BLOCK_SIZE)
 explicit_step(const real* __restrict__ u,     // (N_SPECIES, NX, NY, NZ), time t
@@ -19,10 +21,10 @@ explicit_step(const real* __restrict__ u,     // (N_SPECIES, NX, NY, NZ), time t
               const real t,
               const real dt SYSTEMIC_PARAMS)
 {
-    const long long idx = (long long)blockIdx.x * BLOCK_SIZE + threadIdx.x;
-    if (idx >= N_CELLS) return;
-    const int k = (int)(idx % NZ);
-    const int j = (int)((idx / NZ) % NY);
-    const int i = (int)(idx / ((long long)NY * NZ));
+    const int k = blockIdx.x * BLOCK_Z + threadIdx.x;
+    const int j = blockIdx.y * BLOCK_Y + threadIdx.y;
+    const int i = blockIdx.z * BLOCK_X + threadIdx.z;
+    if (k >= NZ || j >= NY || i >= NX) return;
+    const long long idx = ((long long)i * NY + j) * NZ + k;
     model_update(u, u_new, maps, sinks_out, idx, i, j, k, t, dt SYSTEMIC_ARGS);
 }

@@ -50,8 +50,17 @@ CUDA_ON_HOST = r"""
 #define __restrict__ __restrict
 struct Dim { unsigned x, y, z; };
 static Dim blockIdx, threadIdx;
-using std::exp; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
+using std::exp; using std::expm1; using std::log; using std::sqrt; using std::tanh; using std::sin; using std::cos;
 using std::fmin; using std::fmax; using std::pow; using std::fabs;
+// The fast path's CUDA intrinsics (solver/backends/cuda_codegen.py), defined EXACTLY on the
+// host: the host run checks the generated arithmetic and indexing; the intrinsics' own
+// error (within cuda_codegen.fast_math_step_bound) is the `gpu` parity test's job.
+// (Macros: glibc declares its own __expf, __logf, __powf.)
+static inline float host_fdividef(float a, float b) { return a / b; }
+#define __fdividef(a, b) host_fdividef((a), (b))
+#define __expf(x) std::exp((float)(x))
+#define __logf(x) std::log((float)(x))
+#define __powf(x, y) std::pow((float)(x), (float)(y))
 """
 
 
@@ -68,3 +77,21 @@ def compile_on_host(code: str, tmp_path, function: str):
     subprocess.run(["g++", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src)],
                    check=True, capture_output=True, text=True)
     return getattr(ctypes.CDLL(str(lib)), function)
+
+
+def host_launch(signature: str, call: str) -> str:
+    """C++ for after a kernel source: `extern "C" void <signature>` running `call` over the
+    launch cupy_backend makes (cuda_codegen.launch_shape: tiles of BLOCK_Z x BLOCK_Y x
+    BLOCK_X cells, from the source's defines; ceil(N / BLOCK) blocks per axis), as loops."""
+    return f"""
+extern "C" void {signature} {{
+    const unsigned grid[3] = {{(NZ + BLOCK_Z - 1) / BLOCK_Z, (NY + BLOCK_Y - 1) / BLOCK_Y, (NX + BLOCK_X - 1) / BLOCK_X}};
+    for (blockIdx.z = 0; blockIdx.z < grid[2]; ++blockIdx.z)
+    for (blockIdx.y = 0; blockIdx.y < grid[1]; ++blockIdx.y)
+    for (blockIdx.x = 0; blockIdx.x < grid[0]; ++blockIdx.x)
+        for (threadIdx.z = 0; threadIdx.z < BLOCK_X; ++threadIdx.z)
+        for (threadIdx.y = 0; threadIdx.y < BLOCK_Y; ++threadIdx.y)
+        for (threadIdx.x = 0; threadIdx.x < BLOCK_Z; ++threadIdx.x)
+            {call};
+}}
+"""

@@ -28,6 +28,17 @@ BOUNDARIES = {
 TOLERANCE = {"float32": 2e-6, "float64": 1e-13}
 
 
+def fast_math_tolerance(steps: int) -> float:
+    """What gpu.fast_math (float32, the default) may add after `steps` steps of the parity
+    model: the documented intrinsic errors (cuda_codegen.fast_math_step_bound: two
+    __fdividef in a chain, one __expf of |-t| <= 1) per unit of the relative increment,
+    which is <= 2 at the stable dt (tests/test_kernel_on_host.py fast_tolerance), added
+    linearly over the steps."""
+    from solver.backends.cuda_codegen import fast_math_step_bound
+
+    return steps * 2 * fast_math_step_bound(exp_argument=1.0, divisions=2)
+
+
 def parity_config(tmp_path, boundary, dtype, reactions="explicit"):
     shape = (20, 17, 33)  # odd sizes: partial last block, every face index path
     rng = np.random.default_rng(11)
@@ -49,12 +60,14 @@ def parity_config(tmp_path, boundary, dtype, reactions="explicit"):
 
 
 @pytest.mark.parametrize("reactions", ["explicit", "linearly-implicit"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("dtype", "fast"), [("float32", True), ("float32", False), ("float64", False)],
+                         ids=["float32-fast", "float32-exact", "float64"])
 @pytest.mark.parametrize("kind", list(BOUNDARIES))
-def test_gpu_matches_numpy_step_by_step(gpu, tmp_path, kind, dtype, reactions) -> None:
+def test_gpu_matches_numpy_step_by_step(gpu, tmp_path, kind, dtype, fast, reactions) -> None:
     from solver.backends.registry import get_backend
 
-    sim = Simulation(parity_config(tmp_path, BOUNDARIES[kind], dtype, reactions))
+    cfg = parity_config(tmp_path, BOUNDARIES[kind], dtype, reactions).replace(gpu={"fast_math": fast})
+    sim = Simulation(cfg)
     on_cpu, on_gpu = sim.start(get_backend("numpy")), sim.start(get_backend("gpu"))
     cpu_int, cpu = on_cpu.integrator, on_cpu.fields
     gpu_int, dev = on_gpu.integrator, on_gpu.fields
@@ -68,7 +81,8 @@ def test_gpu_matches_numpy_step_by_step(gpu, tmp_path, kind, dtype, reactions) -
         host = gpu_int.backend.to_host(dev.u)
         scale = np.max(np.abs(cpu.u), axis=(1, 2, 3), keepdims=True)
         err = np.max(np.abs(host - cpu.u) / scale)
-        assert err < TOLERANCE[dtype] * (step + 1) ** 0.5 * 4, (step, err)
+        tol = TOLERANCE[dtype] * (step + 1) ** 0.5 * 4 + (fast_math_tolerance(step + 1) if fast else 0.0)
+        assert err < tol, (step, err, tol)
 
 
 def test_gpu_run_writes_same_series_as_cpu(gpu, tmp_path) -> None:

@@ -35,7 +35,12 @@ if _MISSING is not None:
     pytest.skip(f"NVRTC compile check needs the `gpu` extra (CuPy + nvidia-cuda-nvrtc): pip install -e "
                 f"'.[gpu]' ({_MISSING})", allow_module_level=True)
 
-from solver.backends.cuda_codegen import compile_for_arch, explicit_step_source
+from solver.backends.cuda_codegen import (
+    compile_for_arch,
+    explicit_rates_source,
+    explicit_step_source,
+    nvrtc_options,
+)
 from solver.config import load_config
 from solver.grid import Grid
 from solver.model import build_model
@@ -44,28 +49,34 @@ from solver.package_data import data_dir
 SHIPPED = sorted(data_dir("configs").glob("*.yaml"))
 
 
-def source_for(config, dtype) -> str:
+def source_for(config, dtype, fast_math: bool = False, rates: bool = False) -> str:
     model = build_model(config)
     grid = Grid(tuple(config.grid.shape), config.grid.spacing3)
     implicit = config.time.reactions == "linearly-implicit"
-    return explicit_step_source(model, grid, np.dtype(dtype), implicit_sinks=implicit)
+    build = explicit_rates_source if rates else explicit_step_source
+    return build(model, grid, np.dtype(dtype), implicit_sinks=implicit, fast_math=fast_math)
 
 
 def test_configs_are_shipped() -> None:
     assert {p.stem for p in SHIPPED} >= {"quickstart", "fisher_front"}
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_config_kernels_compile_for_sm90(path, dtype) -> None:
-    ptx = compile_for_arch(source_for(load_config(path), dtype), arch="sm_90")
-    text = ptx.decode() if isinstance(ptx, bytes) else ptx
-    assert ".entry explicit_step" in text
-    assert ".target sm_90" in text
-    if dtype == "float32":
-        # `real` arithmetic stays in single precision: no double-precision ops creep in
-        # through unsuffixed literals or double math functions.
-        assert ".f64" not in text
+def test_shipped_config_kernels_compile_for_sm90(path, dtype, fast) -> None:
+    for rates, entry in ((False, "explicit_step"), (True, "explicit_rates")):
+        source = source_for(load_config(path), dtype, fast, rates)
+        ptx = compile_for_arch(source, arch="sm_90", options=nvrtc_options(np.dtype(dtype), fast))
+        text = ptx.decode() if isinstance(ptx, bytes) else ptx
+        assert f".entry {entry}" in text
+        assert ".target sm_90" in text
+        if dtype == "float32":
+            # `real` arithmetic stays in single precision: no double-precision ops creep in
+            # through unsuffixed literals or double math functions.
+            assert ".f64" not in text
+            if fast:  # no IEEE division left (div.rn), and --ftz=true reached the compiler
+                assert "div.rn.f32" not in text and ".ftz.f32" in text
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

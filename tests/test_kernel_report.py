@@ -53,7 +53,8 @@ def test_every_kernel_has_real_numbers(report) -> None:
     assert 0 < step["sass_per_cell"] <= step["sass_total"] and step["loop_bodies"] == []
     # quickstart: 7 species and 1 map read once, 7 species written once, float32
     assert step["bytes_floor"] == (7 + 1 + 7) * 4
-    assert step["slow_ops"]["FCHK"] > 0  # the model's exact divisions
+    # gpu.fast_math (default, float32): every division an approximate one, no IEEE check
+    assert step["slow_ops"]["FCHK"] == 0 and step["slow_ops"]["CALL.REL"] == 0 and "fast math" in step["variant"]
     # the line kernels loop over a line's cells: no per-cell count, loop bodies instead
     assert rows["transport_solve"]["sass_per_cell"] is None and rows["transport_solve"]["loop_bodies"]
     fast = report["explicit_step_fast_math"]
@@ -62,6 +63,19 @@ def test_every_kernel_has_real_numbers(report) -> None:
     status = {t["name"]: t["status"] for t in report["targets"]}
     assert status[kr.target_name()] == "INFO"  # judged PASS/FAIL only on its own config
     assert all(s == "INFO" for s in status.values())
+
+
+def test_exact_math_config_keeps_ieee_divisions(tools) -> None:
+    """gpu.fast_math: false compiles the exact path: the model's IEEE divisions (FCHK) are
+    back, and it takes more instructions than the fast path of the same config."""
+    cfg = load_config(QUICKSTART)
+    exact = next(k for k in kr.kernel_sources(cfg.replace(gpu={"fast_math": False})) if k.entry == "explicit_step")
+    fast = next(k for k in kr.kernel_sources(cfg) if k.entry == "explicit_step")
+    assert "exact math" in exact.variant and exact.options == ("-std=c++17",)
+    assert "--ftz=true" in fast.options
+    e, f = kr.measure(exact), kr.measure(fast)
+    assert e.sass.slow_ops()["FCHK"] > 0 and f.sass.slow_ops()["FCHK"] == 0
+    assert f.sass_per_cell() < e.sass_per_cell()
 
 
 def test_identical_compiles_count_the_same(report) -> None:
@@ -126,3 +140,10 @@ def test_truncated_cubin_is_padded_to_its_declared_size() -> None:
     header[54:56], header[56:58] = (56).to_bytes(2, "little"), (2).to_bytes(2, "little")
     image = bytes(header) + b"\1" * 111  # one byte short of 64 + 112
     assert len(cubin._complete_elf(image)) == 176 and cubin._complete_elf(image)[-1] == 0
+
+
+def test_tile_traffic_model() -> None:
+    """Sectors a tile reads of one species with its 6 neighbours: a 1-D block of 256 cells
+    along z reads 5 rows per row written (20 B/cell in float32), a 32 x 8 tile 3.75."""
+    assert kr.tile_bytes_per_cell((256, 1, 1), (256, 256, 256), 4) == 20.0
+    assert kr.tile_bytes_per_cell((32, 8, 1), (256, 256, 256), 4) == 15.0

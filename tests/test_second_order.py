@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from _support import compile_on_host, make_config
+from _support import compile_on_host, host_launch, make_config
 from scipy.fft import dctn, idctn
 
 from solver.backends.cuda_codegen import compile_for_arch, explicit_rates_source
@@ -200,16 +200,10 @@ def test_second_order_is_stable_at_100x_the_explicit_bound() -> None:
 
 # --------------------------------------------------------------------------- the rates kernel
 
-# After the kernel source: run the launch grid of explicit_rates as loops.
-HOST_RATES = r"""
-extern "C" void host_rates(const real* u, real* rate, real* sink, const real* maps, real* diffusion, real t) {
-    const long long blocks = (N_CELLS + BLOCK_SIZE - 1) / BLOCK_SIZE;
-    for (long long b = 0; b < blocks; ++b) {
-        blockIdx.x = (unsigned)b;
-        for (unsigned th = 0; th < BLOCK_SIZE; ++th) { threadIdx.x = th; explicit_rates(u, rate, sink, maps, diffusion, t); }
-    }
-}
-"""
+# After the kernel source: the launch of explicit_rates (as cupy_backend makes it), as loops.
+HOST_RATES = host_launch(
+    "host_rates(const real* u, real* rate, real* sink, const real* maps, real* diffusion, real t)",
+    "explicit_rates(u, rate, sink, maps, diffusion, t)")
 
 
 def two_species(dtype: str = "float64", integrator: str = "explicit"):
@@ -270,3 +264,95 @@ def test_gpu_second_order_matches_numpy(gpu, integrator: str) -> None:
     a = sim.evolve(0.2, get_backend("numpy"))
     b = sim.evolve(0.2, get_backend("gpu"))
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * float(np.max(np.abs(a))))
+
+
+# --------------------------------------------------------------------------- the fused stages
+
+HOST_ETD = r"""
+extern "C" void host_etd(const real* u, const real* stage_in, const real* r0, const real* s0, const real* r1,
+                         const real* s1, real* out, real* embedded, const int* species, int n_local,
+                         long long n_cells, real h, int mode, int with_embedded) {
+    const long long blocks = (n_local * n_cells + 255) / 256;
+    for (long long b = 0; b < blocks; ++b) {
+        blockIdx.x = (unsigned)b;
+        for (threadIdx.x = 0; threadIdx.x < 256; ++threadIdx.x)
+            etd_stage(u, stage_in, r0, s0, r1, s1, out, embedded, species, n_local, n_cells, h, mode, with_embedded);
+    }
+}
+"""
+
+
+def _stage_inputs(dtype: str, shape=(3, 5, 4, 7)):
+    rng = np.random.default_rng(3)
+    u, v1, r0, r1 = (rng.uniform(-1.0, 1.0, shape).astype(dtype) for _ in range(4))
+    # sinks spanning the series branch (h lambda < 0.1), the closed forms and the stiff limit
+    s0, s1 = (np.exp(rng.uniform(-8.0, 6.0, shape)).astype(dtype) for _ in range(2))
+    return u, v1, r0, s0, r1, s1
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to run the kernel source on the host")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_stages_match_the_array_expressions(tmp_path, dtype) -> None:
+    """kernels/etd_stage.cu (the CuPy backend's fused stages) run on the host against
+    solver/backends/etd.py (the NumPy backend's): predictor, corrector with and without the
+    embedded solution, in place, on a non-contiguous species subset."""
+    from solver.backends.cuda_codegen import kernel_template
+    from solver.backends.etd import ArrayEtdStages
+
+    ctype = "float" if dtype == "float32" else "double"
+    etd = compile_on_host(f"typedef {ctype} real;\n" + kernel_template("etd_stage.cu") + HOST_ETD, tmp_path, "host_etd")
+    u, v1, r0, s0, r1, s1 = _stage_inputs(dtype)
+    local = [0, 2]
+    species = np.asarray(local, dtype=np.int32)
+    cells = int(np.prod(u.shape[1:]))
+    h = 0.7
+    real = ctypes.c_float if dtype == "float32" else ctypes.c_double
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    ref = ArrayEtdStages(np, local)
+    # float64: the same operations in the same order (libm's exp/expm1 against NumPy's:
+    # an ulp at most); float32 likewise in its own eps
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    for mode, with_embedded, in_place in ((0, 0, False), (1, 0, False), (1, 1, False), (1, 1, True)):
+        stage = v1.copy()
+        out, emb = np.full_like(u, np.nan), np.full_like(u, np.nan)
+        want, want_emb = np.full_like(u, np.nan), np.full_like(u, np.nan)
+        target = stage if in_place else out
+        etd(ptr(u), ptr(stage), ptr(r0), ptr(s0), ptr(r1), ptr(s1), ptr(target), ptr(emb), ptr(species),
+            len(local), ctypes.c_longlong(cells), real(h), mode, with_embedded)
+        ref_stage = v1.copy()
+        ref_target = ref_stage if in_place else want
+        if mode == 0:
+            ref.predictor(u, r0, s0, ref_target, u.dtype.type(h))
+        else:
+            ref.trapezoid(u, ref_stage, r0, s0, r1, s1, ref_target, u.dtype.type(h),
+                          embedded=want_emb if with_embedded else None)
+        for ours, theirs in ((target, ref_target), (emb, want_emb)):
+            assert np.array_equal(np.isnan(ours), np.isnan(theirs))  # the other species untouched
+            np.testing.assert_allclose(ours[local], theirs[local], rtol=tol, atol=tol)
+
+
+def test_array_stage_temporaries_are_counted() -> None:
+    """resources' ARRAY_TEMPORARY_SETS: the peak of the NumPy corrector's temporaries, in
+    fields of the locally stepped species, measured."""
+    import tracemalloc
+
+    from solver.backends.etd import ARRAY_TEMPORARY_SETS, ArrayEtdStages
+
+    u, v1, r0, s0, r1, s1 = _stage_inputs("float64", shape=(2, 32, 32, 32))
+    out, emb = np.empty_like(u), np.empty_like(u)
+    stages = ArrayEtdStages(np, [0, 1])
+    tracemalloc.start()
+    stages.trapezoid(u, v1, r0, s0, r1, s1, out, 0.7, embedded=emb)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    sets = peak / u.nbytes
+    assert ARRAY_TEMPORARY_SETS - 1.5 <= sets <= ARRAY_TEMPORARY_SETS, sets  # measured 11.1
+
+
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_fused_stages_compile_for_sm90(ctype: str) -> None:
+    from solver.backends.cuda_codegen import kernel_template
+
+    ptx = compile_for_arch(f"typedef {ctype} real;\n" + kernel_template("etd_stage.cu"))
+    text = ptx.decode() if isinstance(ptx, bytes) else ptx
+    assert ".entry etd_stage" in text and (ctype == "double" or ".f64" not in text)

@@ -6,6 +6,7 @@ Public API:
         .make_explicit_stepper(model, grid, dtype, ...) -> ExplicitStepper
         .make_line_solver(species, grid, tau, dtype) -> ImplicitSolver
         .make_transport_solver(species, grid, tau, dtype) -> ImplicitSolver
+        .make_etd_stages(shape, dtype, local) -> the second-order step's stages (backends/etd.py)
         .field_stats(u, cell_volume) -> FieldStats, .first_bad_cell(...)
     FieldStats            per-species totals, minima, maxima and a finiteness flag
     ExplicitStepper       protocol: step(u, u_new, maps, t, dt, systemic) -> None
@@ -14,6 +15,7 @@ Public API:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,6 +81,10 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the CPU)."""
 
+    def configure(self, config: Any) -> None:
+        """Take a run config's backend options (the GPU backend: its `gpu` section) for the
+        kernels made after this; the CPU backends have none."""
+
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
@@ -89,6 +95,13 @@ class Backend:
         transport implicitly after the step); for those in `report_sinks` the step writes lambda to its `sinks` argument and the
         rates their diffusion term to their `diffusion` argument."""
         raise NotImplementedError
+
+    def make_etd_stages(self, shape: tuple[int, ...], dtype: np.dtype, local: Sequence[int]) -> Any:
+        """The second-order step's predictor and corrector of the species `local`
+        (solver/backends/etd.py): here as array expressions of self.xp."""
+        from solver.backends.etd import ArrayEtdStages
+
+        return ArrayEtdStages(self.xp, local)
 
     def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> ImplicitSolver:
         """Backward Euler over tau of `species`' diffusion (Thomas factors computed once;

@@ -4,6 +4,7 @@ Public API:
     CupyBackend            raises BackendError when CuPy or a device is missing
     CupyExplicitStepper(model, grid, dtype)
     CupyLineSolver, CupyTransportSolver   kernels/line_solve.cu, kernels/transport_solve.cu
+    CupyEtdStages          kernels/etd_stage.cu: the second-order step's stages, one launch each
 
 Kernels are compiled once per (source, device) with cupy.RawModule (CuPy also keeps
 its own on-disk cache), never per step. Every launch goes through one function that
@@ -23,6 +24,8 @@ from solver.backends.cuda_codegen import (
     explicit_rates_source,
     explicit_step_source,
     kernel_template,
+    launch_shape,
+    nvrtc_options,
 )
 from solver.backends.lines import diffusion_lines, transport_lines
 from solver.errors import BackendError
@@ -48,41 +51,47 @@ def import_cupy() -> Any:
     return cupy
 
 
-_module_cache: dict[tuple[str, int], Any] = {}
+_module_cache: dict[tuple[str, tuple[str, ...], int], Any] = {}
 
 
-def compiled_function(source: str, name: str) -> Any:
-    """Kernel `name` from `source`, compiled once per (source, current device)."""
+def compiled_function(source: str, name: str, options: tuple[str, ...] = ("-std=c++17",)) -> Any:
+    """Kernel `name` from `source`, compiled once per (source, NVRTC options, current device)."""
     import cupy
 
-    key = (source, cupy.cuda.runtime.getDevice())
+    key = (source, tuple(options), cupy.cuda.runtime.getDevice())
     module = _module_cache.get(key)
     if module is None:
-        module = cupy.RawModule(code=source, options=("-std=c++17",))
+        module = cupy.RawModule(code=source, options=tuple(options))
         _module_cache[key] = module
     return module.get_function(name)
 
 
 class CupyExplicitStepper:
-    """Launches the fused explicit step: one thread per cell, all species in one launch."""
+    """Launches the fused explicit step: one thread per cell, all species in one launch,
+    in 3-D blocks of up to BLOCK_SIZE cells (cuda_codegen.launch_shape).
+
+    fast_math (float32 only): the kernels' fast path (cuda_codegen.nvrtc_options and
+    fast_math_step_bound); config key gpu.fast_math.
+    """
 
     def __init__(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
         implicit_diffusion: frozenset[int] = frozenset(), implicit_chemotaxis: frozenset[int] = frozenset(),
-        report_sinks: frozenset[int] = frozenset(),
+        report_sinks: frozenset[int] = frozenset(), fast_math: bool = False,
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = (len(model.species),) + grid.shape
         self.maps_shape = (max(len(model.maps), 1),) + grid.shape
         self.report_sinks = frozenset(report_sinks)
+        self.options = nvrtc_options(self.dtype, fast_math)
         self.source = explicit_step_source(model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion,
-                                           implicit_chemotaxis, report_sinks)
-        self.kernel = compiled_function(self.source, "explicit_step")
+                                           implicit_chemotaxis, report_sinks, fast_math=fast_math)
+        self.kernel = compiled_function(self.source, "explicit_step", self.options)
         self._rates_source = lambda: explicit_rates_source(  # noqa: E731 (compiled on first use)
             model, grid, self.dtype, BLOCK_SIZE, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
-            report_sinks)
+            report_sinks, fast_math=fast_math)
         self._rates_kernel = None
-        self.blocks = (grid.size + BLOCK_SIZE - 1) // BLOCK_SIZE
+        self.block, self.blocks = launch_shape(grid.shape, BLOCK_SIZE)  # (z, y, x) tiles
         self.n_systemic = len(model.systemic_names)
 
     def _check(self, name: str, array: Any, shape: tuple[int, ...]) -> None:
@@ -101,7 +110,7 @@ class CupyExplicitStepper:
             raise TypeError(f"explicit_step: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
-        self.kernel((self.blocks,), (BLOCK_SIZE,), (u, u_new, maps, sinks, cast(t), cast(dt)) + scalars)
+        self.kernel(self.blocks, self.block, (u, u_new, maps, sinks, cast(t), cast(dt)) + scalars)
 
     def _output(self, name: str, array: Any, dummy: Any) -> Any:
         """An optional output array; without report_sinks the kernel writes none (a dummy pointer)."""
@@ -122,10 +131,52 @@ class CupyExplicitStepper:
         if len(systemic) != self.n_systemic:
             raise TypeError(f"explicit_rates: expected {self.n_systemic} systemic scalars, got {len(systemic)}")
         if self._rates_kernel is None:
-            self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates")
+            self._rates_kernel = compiled_function(self._rates_source(), "explicit_rates", self.options)
         cast = self.dtype.type
         scalars = tuple(cast(v) for v in systemic)
-        self._rates_kernel((self.blocks,), (BLOCK_SIZE,), (u, rate, sink, maps, diffusion, cast(t)) + scalars)
+        self._rates_kernel(self.blocks, self.block, (u, rate, sink, maps, diffusion, cast(t)) + scalars)
+
+
+class CupyEtdStages:
+    """The second-order step's stages (solver/backends/etd.py) fused: kernels/etd_stage.cu,
+    one launch per stage instead of ~10 (predictor) and ~20 (corrector) elementwise
+    kernels with their temporaries."""
+
+    THREADS = 256
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, local: Any) -> None:
+        import cupy
+
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape)
+        ctype = "float" if self.dtype == np.float32 else "double"
+        self.kernel = compiled_function(f"typedef {ctype} real;\n" + kernel_template("etd_stage.cu"), "etd_stage")
+        self.species = cupy.asarray(np.asarray(list(local), dtype=np.int32))
+        self.n_local = len(self.species)
+        self.n_cells = int(np.prod(self.shape[1:]))
+        self.blocks = (self.n_local * self.n_cells + self.THREADS - 1) // self.THREADS
+
+    def _check(self, *arrays: Any) -> None:
+        for a in arrays:
+            if a.dtype != self.dtype or tuple(a.shape) != self.shape or not a.flags.c_contiguous:
+                raise TypeError(f"etd_stage: arrays must be C-contiguous {self.dtype} of shape {self.shape}")
+
+    def _launch(self, u: Any, stage_in: Any, r0: Any, s0: Any, r1: Any, s1: Any, out: Any, embedded: Any,
+                h: Any, mode: int) -> None:
+        if not self.n_local:
+            return
+        self.kernel((self.blocks,), (self.THREADS,), (
+            u, stage_in, r0, s0, r1, s1, out, embedded, self.species, np.int32(self.n_local),
+            np.int64(self.n_cells), self.dtype.type(h), np.int32(mode), np.int32(embedded is not out)))
+
+    def predictor(self, u: Any, rate0: Any, sink0: Any, out: Any, h: Any) -> None:
+        self._check(u, rate0, sink0, out)
+        self._launch(u, u, rate0, sink0, rate0, sink0, out, out, h, 0)
+
+    def trapezoid(self, u: Any, stage_in: Any, rate0: Any, sink0: Any, rate1: Any, sink1: Any, out: Any, h: Any,
+                  embedded: Any = None) -> None:
+        self._check(u, stage_in, rate0, sink0, rate1, sink1, out, *(() if embedded is None else (embedded,)))
+        self._launch(u, stage_in, rate0, sink0, rate1, sink1, out, out if embedded is None else embedded, h, 1)
 
 
 class _AxisLineSolve:
@@ -267,6 +318,11 @@ class CupyBackend(Backend):
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         super().__init__(device=f"GPU: {name}")
         self._scratch: dict[tuple, Any] = {}
+        self.fast_math = True  # gpu.fast_math (solver.config.sections.GpuConfig); set by configure()
+
+    def configure(self, config: Any) -> None:
+        """Take the run config's `gpu` section (fast_math) for the steppers made after this."""
+        self.fast_math = bool(config.gpu.fast_math)
 
     def to_host(self, array: Any) -> np.ndarray:
         return self.xp.asnumpy(array)
@@ -280,7 +336,10 @@ class CupyBackend(Backend):
         report_sinks: frozenset[int] = frozenset(),
     ) -> CupyExplicitStepper:
         return CupyExplicitStepper(model, grid, dtype, implicit_sinks, implicit_diffusion, implicit_chemotaxis,
-                                   report_sinks)
+                                   report_sinks, fast_math=self.fast_math)
+
+    def make_etd_stages(self, shape: tuple[int, ...], dtype: np.dtype, local: Any) -> CupyEtdStages:
+        return CupyEtdStages(shape, dtype, local)
 
     def make_line_solver(self, species: Species, grid: Grid, tau: float, dtype: np.dtype) -> CupyLineSolver:
         """The scaled solves' two scratch fields are shared by every line solver of a shape."""

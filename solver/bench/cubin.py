@@ -78,11 +78,12 @@ def tools_missing() -> str | None:
 
 
 def compile_cubin(source: str, arch: str = "sm_90", fast_math: bool = False,
-                  name: str = "tumorsim_kernel.cu") -> tuple[bytes, str]:
-    """NVRTC: source -> (cubin for `arch`, ptxas's -v log). Raises RuntimeError with the log."""
+                  name: str = "tumorsim_kernel.cu", options: tuple[str, ...] = ("-std=c++17",)) -> tuple[bytes, str]:
+    """NVRTC: source -> (cubin for `arch`, ptxas's -v log). Raises RuntimeError with the log.
+    `options`: the backend's (cuda_codegen.nvrtc_options); fast_math adds --use_fast_math."""
     from cupy_backends.cuda.libs import nvrtc
 
-    options = [f"--gpu-architecture={arch}", "-std=c++17", "-Xptxas=-v"] + (["--use_fast_math"] if fast_math else [])
+    options = [f"--gpu-architecture={arch}", *options, "-Xptxas=-v"] + (["--use_fast_math"] if fast_math else [])
     prog = nvrtc.createProgram(source, name, [], [])
     try:
         try:

@@ -6,7 +6,7 @@ Public API:
                                  step with --use_fast_math), .targets(), .to_markdown(), .summary()
     KernelStats                  one compiled kernel: resources, SASS counts, bytes per cell
     kernel_sources(config, dtype, variants) -> list[KernelSource]
-    compile_cubin(source, arch, fast_math=False) -> (cubin, ptxas log)
+    compile_cubin(source, arch, fast_math=False, options=...) -> (cubin, ptxas log)
     parse_ptxas_log(log, entry) -> dict      registers, spills, stack
     parse_resource_usage(text, entry) -> dict    REG, SHARED, LOCAL, CONSTANT[0], STACK
     parse_sass(text, entry) -> SassCounts
@@ -45,13 +45,17 @@ cuobjdump (nvidia-cuda-cuobjdump wheel, same extra):
 Bytes per cell (`bytes_floor`) are read from the kernel's arguments: for the explicit
 kernels, the generated code's own loads and stores of the centre cell (`u[s * N_CELLS +
 idx]`, `maps[m * N_CELLS + idx]`, each written array): each species read once, each
-map read once, each output written once. The neighbour reads of a 1-D block of
-BLOCK_SIZE cells along the flat index (z fastest) hit rows that other blocks read as
-their centre: they cost DRAM traffic only when the rows are evicted from L2 before
+map read once, each output written once. The neighbour reads of a block (a tile of
+BLOCK_Z x BLOCK_Y x BLOCK_X cells, cuda_codegen.launch_shape) hit rows that other blocks
+read as their centre: they cost DRAM traffic only when the rows are evicted from L2 before
 reuse. The reuse distance is one x-plane (NY NZ cells), so `window_bytes` (3 planes of
 every species read with neighbours) is reported against the 50 MB L2 of GH100; past it
-the DRAM bytes rise towards `bytes_no_reuse` (5 rows read per neighbour species per
-row written: centre, y-1, y+1, x-1, x+1; the z-neighbours are in the same row).
+the DRAM bytes rise towards `bytes_no_reuse`: the 32-byte sectors a tile touches, every
+one from DRAM once per tile (a tile's own reuse caught in L1, none between tiles): per
+neighbour species its rows, the halo rows on its 4 y and x faces and one sector either
+side of each row for the z-neighbours (none where the tile spans NZ). A 1-D block of 256
+cells along z (the launch before the 3-D tiles) reads 5 rows per row written; a 32 x 8
+tile 3.75.
 
 The predicted fraction of copy bandwidth is a model, not a measurement: a roofline of
 an issue-bound rate, (SMs x 4 schedulers x 32 lanes x clock) / sass_body cells/s, against
@@ -80,6 +84,9 @@ from solver.backends.cuda_codegen import (
     explicit_rates_source,
     explicit_step_source,
     kernel_template,
+    launch_shape,
+    nvrtc_options,
+    uses_fast_math,
 )
 from solver.bench.cubin import (  # noqa: F401 (re-exported: the report's public API)
     SassCounts,
@@ -140,6 +147,7 @@ class KernelSource:
     window_bytes: int | None = None  # 3 x-planes of the species read with neighbours
     used: str = ""  # where a run launches it
     variant: str = ""
+    options: tuple[str, ...] = ("-std=c++17",)  # NVRTC options, as the CuPy backend passes them
 
 
 
@@ -209,12 +217,15 @@ def kernel_sources(config: RunConfig, dtype: np.dtype | None = None, variants: s
     flags, used = _explicit_flags(config, model, grid, dtype, variants)
     itemsize = dtype.itemsize
     out = []
+    fast = config.gpu.fast_math
+    math = "fast math (gpu.fast_math)" if uses_fast_math(dtype, fast) else "exact math"
     for name, rates in (("explicit step", False), ("explicit rates", True)):
         build = explicit_rates_source if rates else explicit_step_source
-        source = build(model, grid, dtype, BLOCK_SIZE, **flags)
-        floor, no_reuse, window = _explicit_bytes(source, model, grid, itemsize)
+        source = build(model, grid, dtype, BLOCK_SIZE, **flags, fast_math=fast)
+        floor, no_reuse, window = _explicit_bytes(source, model, grid, itemsize, launch_shape(grid.shape)[0])
         out.append(KernelSource(name, "explicit_rates" if rates else "explicit_step", source, True, floor, no_reuse,
-                                window, used[name], _describe(flags, model)))
+                                window, used[name], f"{_describe(flags, model)}; {math}",
+                                nvrtc_options(dtype, fast)))
     ctype = "float" if dtype == np.float32 else "double"
     for entry in ("line_solve", "line_solve_scaled", "transport_solve"):
         arrays = LINE_ARRAYS[entry]
@@ -265,8 +276,10 @@ def _describe(flags: dict[str, Any], model: Model) -> str:
     return "; ".join(parts)
 
 
-def _explicit_bytes(source: str, model: Model, grid: Grid, itemsize: int) -> tuple[int, int, int]:
-    """(floor, no-L2-reuse, 3-plane window) in bytes per cell, from the generated loads and stores."""
+def _explicit_bytes(source: str, model: Model, grid: Grid, itemsize: int, block: tuple[int, int, int]
+                    ) -> tuple[int, int, int]:
+    """(floor, no-L2-reuse, 3-plane window) in bytes per cell, from the generated loads and
+    stores; no-L2-reuse for tiles of `block` = (BLOCK_Z, BLOCK_Y, BLOCK_X) cells."""
     read = set(re.findall(r"\bu\[(\d+) \* N_CELLS \+ idx\]", source))
     maps = set(re.findall(r"\bmaps\[(\d+) \* N_CELLS \+ idx\]", source))
     written = set(re.findall(r"\b(\w+)\[(\d+) \* N_CELLS \+ idx\] =", source))
@@ -274,16 +287,27 @@ def _explicit_bytes(source: str, model: Model, grid: Grid, itemsize: int) -> tup
     if not read or not written:
         raise ValueError("generated source has no centre loads or stores of the expected form")
     floor = (len(read) + len(maps) + len(written)) * itemsize
-    no_reuse = floor + 4 * len(neighbours) * itemsize  # y-1, y+1, x-1, x+1 rows again
+    no_reuse = floor + len(neighbours) * (tile_bytes_per_cell(block, grid.shape, itemsize) - itemsize)
     window = 3 * len(neighbours) * grid.shape[1] * grid.shape[2] * itemsize
-    return floor, no_reuse, window
+    return floor, round(no_reuse), window
+
+
+def tile_bytes_per_cell(block: tuple[int, int, int], shape: tuple[int, int, int], itemsize: int,
+                        sector: int = 32) -> float:
+    """Bytes per cell one species read with its 6 neighbours costs a tile of `block` cells
+    (z, y, x) when only the tile's own reuse is caught (module docstring)."""
+    bz, by, bx = block
+    row = -(-bz * itemsize // sector)  # sectors per row of the tile
+    rows = by * bx + 2 * bx + 2 * by  # its own, and the y and x halo rows
+    z_halo = 0 if bz >= shape[2] else 2 * by * bx
+    return (rows * row + z_halo) * sector / (bz * by * bx)
 
 
 # --- measuring ------------------------------------------------------------------------------
 
 def measure(kernel: KernelSource, arch: str = "sm_90", fast_math: bool = False) -> KernelStats:
     """Compile one kernel and read its numbers."""
-    cubin, ptxas = compile_cubin(kernel.source, arch, fast_math, name=f"{kernel.entry}.cu")
+    cubin, ptxas = compile_cubin(kernel.source, arch, fast_math, name=f"{kernel.entry}.cu", options=kernel.options)
     p = parse_ptxas_log(ptxas, kernel.entry)
     r = parse_resource_usage(cuobjdump(cubin, "--dump-resource-usage"), kernel.entry)
     sass = parse_sass(cuobjdump(cubin, "-sass"), kernel.entry)

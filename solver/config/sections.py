@@ -3,7 +3,7 @@
 Public API:
     RunConfig and its sections: GridConfig, TimeConfig, OutputConfig (with
     CheckpointConfig, PicturesConfig), ModelConfig, SpeciesConfig, ChemotaxisConfig, SystemicConfig,
-    PKConfig, AgentConfig, DiagnosticConfig, DoseConfig
+    PKConfig, AgentConfig, DiagnosticConfig, DoseConfig, GpuConfig
     DEFAULT_CHECKPOINTS, RESERVED_NAMES, check_name(name)
 
 Expressions stay text here: solver/model.py parses them through the whitelist, because
@@ -496,6 +496,19 @@ class DoseConfig(_Section):
     per_m2: bool = False
 
 
+class GpuConfig(_Section):
+    """Options of the GPU (CuPy) backend; the CPU backends ignore them.
+
+    fast_math: float32 kernels use the CUDA intrinsics (__fdividef, __expf, __logf,
+    __powf), flush denormals to zero (--ftz=true) and regroup the stencil's sums. Each
+    step then differs from the exact-math step by a few float32 ulp of the fields
+    (solver/backends/cuda_codegen.py, fast_math_error_bound), far below the time
+    discretisation error. float64 kernels always use exact math.
+    """
+
+    fast_math: StrictBool = True
+
+
 class RunConfig(_Section):
     """A whole run, as written in one YAML file."""
 
@@ -507,6 +520,7 @@ class RunConfig(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     model: ModelConfig
     treatment: list[DoseConfig] = Field(default_factory=list)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
 
     _base_dir: Path = PrivateAttr(default=Path("."))
 

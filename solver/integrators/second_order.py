@@ -1,7 +1,7 @@
 """The second-order step (`time.order: 2`): an exponential predictor-corrector.
 
 Public API:
-    phi_functions(z, xp) -> (exp(-z), phi1(z), phi2(z))
+    phi_functions(z, xp) -> (exp(-z), phi1(z), phi2(z))          (from solver/backends/etd.py)
     PredictorCorrector(backend, shape, dtype, explicit, delta, transport)
         .step(stepper, u, u_new, maps, t, h, systemic, solve_delta, solve_transport) -> error estimate
 
@@ -60,23 +60,7 @@ from typing import Any
 import numpy as np
 
 from solver.backends.base import Backend
-
-# Below this z the phi functions are summed from their series (the closed forms cancel).
-_SERIES_BELOW = 0.1
-
-
-def phi_functions(z: Any, xp: Any = np) -> tuple[Any, Any, Any]:
-    """e^{-z}, phi1(z) = (1 - e^{-z}) / z and phi2(z) = (z - 1 + e^{-z}) / z^2, z >= 0.
-
-    phi1(0) = 1, phi2(0) = 1/2; below z = 0.1 the series to z^4 (error < 3e-10).
-    """
-    small = z < _SERIES_BELOW
-    zs = xp.where(small, 1, z)
-    em = xp.expm1(-zs)
-    z2 = z * z
-    phi1 = xp.where(small, 1 - z / 2 + z2 / 6 - z2 * z / 24 + z2 * z2 / 120, -em / zs)
-    phi2 = xp.where(small, 0.5 - z / 6 + z2 / 24 - z2 * z / 120 + z2 * z2 / 720, (zs + em) / (zs * zs))
-    return xp.exp(-z), phi1, phi2
+from solver.backends.etd import phi_functions  # noqa: F401 (public here too)
 
 
 class PredictorCorrector:
@@ -101,6 +85,8 @@ class PredictorCorrector:
         self.local = self.explicit + self.transport  # stepped by the exponential formulas
         self.diff0 = xp.zeros(shape, self.dtype) if self.delta else None  # D lap u of the delta species
         self.diff1 = xp.zeros(shape, self.dtype) if self.delta else None
+        # the stages' formulas (solver/backends/etd.py), fused into one kernel each on the GPU
+        self.stages = backend.make_etd_stages(shape, self.dtype, self.local)
 
     def step(
         self, stepper: Any, u: Any, u_new: Any, maps: Any, t: float, h: float, systemic: Any,
@@ -151,12 +137,7 @@ class PredictorCorrector:
 
     def _exponential_euler(self, u: Any, out: Any, h: Any) -> None:
         """out = e^{-z} u + h phi1(z) (F + lambda u) for the locally stepped species."""
-        if not self.local:
-            return
-        xp, i = self.xp, self.local
-        lam, rate, v = self.sink0[i], self.rate0[i], u[i]
-        e, phi1, _ = phi_functions(h * lam, xp)
-        out[i] = e * v + h * phi1 * (rate + lam * v)
+        self.stages.predictor(u, self.rate0, self.sink0, out, h)
 
     def _trapezoid(self, u: Any, stage_in: Any, out: Any, h: Any, embedded: Any = None) -> None:
         """out = ETD2 from u with F0 (rate0) at u and F at stage_in (rate1), lambda* = max.
@@ -166,14 +147,4 @@ class PredictorCorrector:
         like out, the quasi-steady state at t + h: their difference measures the error of
         the step, not the one-step lag of a source taken at its start).
         """
-        if not self.local:
-            return
-        xp, i = self.xp, self.local
-        v0, v1 = u[i], stage_in[i]
-        lam = xp.maximum(self.sink0[i], self.sink1[i])
-        e, phi1, phi2 = phi_functions(h * lam, xp)
-        g0 = self.rate0[i] + lam * v0
-        g1 = self.rate1[i] + lam * v1
-        if embedded is not None:
-            embedded[i] = e * v0 + h * phi1 * g1
-        out[i] = e * v0 + h * ((phi1 - phi2) * g0 + phi2 * g1)
+        self.stages.trapezoid(u, stage_in, self.rate0, self.sink0, self.rate1, self.sink1, out, h, embedded)

@@ -53,7 +53,9 @@ def estimate_memory(
     """MemoryEstimate for a grid of `shape` cells (see MemoryEstimate); `backend` numpy or cupy.
 
     `stepping_sets`: extra arrays of all species the time stepping needs (second-order
-    stages, step-size control temporaries; Simulation.memory_for counts them).
+    stages and, on the CPU, the stages' array temporaries (solver/backends/etd.py
+    ARRAY_TEMPORARY_SETS; the GPU fuses them into kernels/etd_stage.cu), step-size control
+    temporaries; Simulation.memory_for counts them).
     """
     cells = math.prod(shape)
     padded = math.prod(n + 2 for n in shape)

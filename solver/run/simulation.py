@@ -35,6 +35,7 @@ import yaml
 
 from solver import __version__
 from solver.backends.base import Backend
+from solver.backends.etd import ARRAY_TEMPORARY_SETS
 from solver.backends.registry import get_backend
 from solver.config import RunConfig
 from solver.diagnostics import DiagnosticsEvaluator
@@ -169,6 +170,8 @@ class Simulation:
             sets += 5 + (2 if choice.implicit_diffusion else 0)  # implicit species' diffusion at both
             if choice.implicit_diffusion:  # the corrector's sub-steps (one set: sub-step values)
                 sets += 1
+            if backend.name != "cupy":  # the stages' array temporaries (the GPU fuses them: etd_stage.cu)
+                sets += ARRAY_TEMPORARY_SETS
         elif choice.implicit_diffusion:  # the sinks the line solves scale with
             sets += 1
         if self.plan.rtol is not None:  # the weighted difference of the error estimate
@@ -208,6 +211,7 @@ class Simulation:
         """Put the initial state on the backend's device and give the boluses due at t = 0;
         or, with a checkpoint, put its state there instead (boluses up to its t are in it)."""
         backend = backend or get_backend(self.config.backend)
+        backend.configure(self.config)
         grid, plan = self.grid, self.plan
         log.info("backend %s on %s; dt = %.4g (bound %.4g, set by %s)", backend.name, backend.device,
                  plan.dt, plan.dt_bound, plan.limited_by)
