@@ -8,9 +8,10 @@ Public API:
                                 the x-planes spread over threads (prange)
     CpuKernelSource.constants(dtype) -> ndarray    the numbers the kernels read at run time
 
-The per-cell arithmetic is the CUDA kernel's (solver/backends/cuda_codegen.py): the same
-transport stencil (solver/backends/stencil.py), the same reaction terms with the same
-common subexpressions, printed in the same order of operations. What differs is where the
+The per-cell arithmetic is the CUDA kernel's exact path (solver/backends/cuda_codegen.py,
+fast_math off): the same transport stencil (solver/backends/stencil.py), the same reaction
+terms with the same common subexpressions and powers of ratios, printed in the same order
+of operations. What differs is where the
 numbers live: every number of the model (parameters, diffusion and chemotaxis
 coefficients, 1/h, 1/h^2, the ghost coefficients of value and permeable faces) is an
 element of a constants array passed at run time, so the source depends only on the
@@ -29,7 +30,14 @@ import sympy as sp
 from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
-from solver.backends.stencil import GhostRule, Neighbour, StencilPrinter, reaction_terms, transport_program
+from solver.backends.stencil import (
+    GhostRule,
+    Neighbour,
+    StencilPrinter,
+    reaction_terms,
+    transport_program,
+    with_power_ratios,
+)
 from solver.grid import AXES, Grid
 from solver.model import COORDS, Model
 
@@ -77,6 +85,10 @@ class _NumbaPrinter(PythonCodePrinter):
         if expr.exp == sp.S.Half:
             return f"math.sqrt({self._print(expr.base)})"
         return f"{self.parenthesize(expr.base, prec)} ** {self.parenthesize(expr.exp, prec)}"
+
+    def _print_PowRatio(self, expr):  # (a / b)**e as one pow (stencil.with_power_ratios)
+        a, b, e = (self._print(x) for x in expr.args)
+        return f"(({a})/({b})) ** {e}"
 
     def _print_Piecewise(self, expr):
         *pairs, last = expr.args
@@ -176,6 +188,7 @@ def cpu_kernel_source(
     stencil = _NumbaStencil(model, grid, constants)
     program = transport_program(model, grid, implicit_diffusion, implicit_chemotaxis, by_value=False)
     terms = reaction_terms(model, implicit_sinks, lambda sym: _local(sym, model))
+    temps, rates_exprs, sink_exprs = with_power_ratios(terms)
 
     cell: list[str] = []  # the body of the innermost loop, shared by both kernels up to the writes
     for s, name in enumerate(model.names):
@@ -184,7 +197,7 @@ def cpu_kernel_source(
         cell.append(f"m_{name} = maps[{m}, i, j, k]")
     for s, axis, side, rule in program.neighbours:
         cell.append(f"{stencil.neighbour(Neighbour(s, axis, side, rule))} = {stencil.read(s, axis, side, rule)}")
-    for sym, expr in terms.temps:
+    for sym, expr in temps:
         cell.append(f"{sym} = {pr.doprint(expr)}")
     step, rates = list(cell), list(cell)
     zero, one = constants.name(0.0), constants.name(1.0)
@@ -194,17 +207,17 @@ def cpu_kernel_source(
         body = [f"{name} = {stencil.expr(expr)}" for name, expr in moves.statements]
         step += body
         rates += body
-        reaction = terms.rates[s]
+        reaction = rates_exprs[s]
         rhs = pr.doprint(reaction) if reaction != 0 else ""
         transport = moves.total or ""
         total = f"({transport}) + ({rhs})" if transport and rhs else transport or rhs or zero
-        sink = pr.doprint(terms.sinks[s]) if terms.sinks[s] != 0 else zero
+        sink = pr.doprint(sink_exprs[s]) if sink_exprs[s] != 0 else zero
         rates.append(f"rate[{s}, i, j, k] = {total}")
         rates.append(f"sink[{s}, i, j, k] = {sink}")
         if s in report_sinks:
             rates.append(f"diffusion_out[{s}, i, j, k] = {moves.diffusion or zero}")
             step.append(f"sinks_out[{s}, i, j, k] = {sink}")
-        if terms.sinks[s] != 0:
+        if sink_exprs[s] != 0:
             step.append(f"sink_{n} = {sink}")
             step.append(f"u_new[{s}, i, j, k] = c_{n} + dt * ({total}) / ({one} + dt * sink_{n})")
         else:

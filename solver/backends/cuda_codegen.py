@@ -41,12 +41,13 @@ from solver.backends.stencil import (
     Neighbour,
     Num,
     OffFace,
-    ReactionTerms,
+    PowRatio,
     Ref,
     StencilPrinter,
     Upwind,
     reaction_terms,
     transport_program,
+    with_power_ratios,
 )
 from solver.grid import AXES, Grid
 from solver.model import COORDS, Model
@@ -57,80 +58,6 @@ _EXTENT = ("NX", "NY", "NZ")
 _STRIDE = ("STRIDE_X", "STRIDE_Y", "1")
 
 
-class PowRatio(sp.Function):
-    """(a / b)**e kept as one power: sympy splits it into a**e * b**-e (two pow calls) when
-    it knows a, b >= 0 (e.g. max(0, T) / max(1e-6, L)). Only made for |e| >= 1, where a / b
-    overflows (underflows) only if (a / b)**e does too."""
-
-    nargs = 3
-
-
-def merge_power_ratios(expr: sp.Expr) -> sp.Expr:
-    """a**e * b**-e -> PowRatio(a, b, e) in every product, e a non-integer number, |e| >= 1."""
-
-    def merged(mul: sp.Mul) -> sp.Expr:
-        powers = [f for f in mul.args if f.is_Pow and f.exp.is_Number and not f.exp.is_Integer and abs(f.exp) >= 1]
-        rest = [f for f in mul.args if f not in powers]
-        used: set[int] = set()
-        for n, num in enumerate(powers):
-            if n in used or num.exp < 0:
-                continue
-            for m, den in enumerate(powers):
-                if m not in used and m != n and den.exp == -num.exp:
-                    used |= {n, m}
-                    rest.append(PowRatio(num.base, den.base, num.exp))
-                    break
-        rest += [f for n, f in enumerate(powers) if n not in used]
-        return sp.Mul(*rest, evaluate=False) if used else mul
-
-    return expr.replace(lambda e: e.is_Mul, merged)
-
-
-def _is_merge_candidate(expr: sp.Expr) -> bool:
-    return bool(expr.is_Pow and expr.exp.is_Number and not expr.exp.is_Integer and abs(expr.exp) >= 1)
-
-
-def _with_power_ratios(terms: ReactionTerms) -> tuple[list, list, list]:
-    """(temps, rates, sinks) of stencil.reaction_terms with a**e * b**-e merged
-    (merge_power_ratios). Where the common-subexpression pass made a**e and b**-e temps of
-    their own, those are put back into their uses first, merged there, and the merged
-    powers shared again by a second pass (integer powers re-expanded after it, as
-    reaction_terms does)."""
-    from sympy.codegen.rewriting import create_expand_pow_optimization
-
-    powers = {sym: e for sym, e in terms.temps if _is_merge_candidate(e)}
-    if not powers:
-        merge = merge_power_ratios
-        return ([(sym, merge(e)) for sym, e in terms.temps], [merge(e) for e in terms.rates],
-                [merge(e) for e in terms.sinks])
-    temps = [(sym, merge_power_ratios(e.xreplace(powers))) for sym, e in terms.temps if sym not in powers]
-    n = len(terms.rates)
-    exprs = [merge_power_ratios(e.xreplace(powers)) for e in (*terms.rates, *terms.sinks)]
-    shared, exprs = sp.cse([e for _, e in temps] + exprs, symbols=sp.numbered_symbols("pow_"), optimizations=None)
-    expand = create_expand_pow_optimization(4, base_req=lambda base: True)
-    own = [(sym, expand(e)) for (sym, _), e in zip(temps, exprs)]
-    exprs = [expand(e) for e in exprs[len(own):]]
-    return _in_dependency_order(own + [(sym, expand(e)) for sym, e in shared]), exprs[:n], exprs[n:]
-
-
-def _in_dependency_order(temps: list[tuple[sp.Symbol, sp.Expr]]) -> list[tuple[sp.Symbol, sp.Expr]]:
-    """The temps reordered so that each comes after the temps it uses (depth first, in the
-    given order otherwise)."""
-    value = dict(temps)
-    ordered: list[tuple[sp.Symbol, sp.Expr]] = []
-    done: set[sp.Symbol] = set()
-
-    def visit(sym: sp.Symbol) -> None:
-        if sym in done:
-            return
-        done.add(sym)
-        for dep in sorted(value[sym].free_symbols & value.keys(), key=str):
-            visit(dep)
-        ordered.append((sym, value[sym]))
-
-    for sym, _ in temps:
-        visit(sym)
-    return ordered
 
 
 class _RealPrinter(C99CodePrinter):
@@ -384,7 +311,7 @@ def model_update_source(
                      f"{stencil.read(s, axis, side, rule)};")
 
     # Reaction terms: common subexpressions computed once for all species.
-    temps, reactions, sink_exprs = _with_power_ratios(terms)
+    temps, reactions, sink_exprs = with_power_ratios(terms)
     for sym, expr in temps:
         lines.append(f"    const real {sym} = {pr.doprint(expr)};")
 
