@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time a run spends outside stepping (writing run.h5 above all), per output.compression.
 
-    python3 benchmarks/io_overhead.py                      # 64^3 de Pillis, numpy backend
+    python3 benchmarks/io_overhead.py                      # 64^3 de Pillis, compiled CPU backend
     python3 benchmarks/io_overhead.py --backend gpu --n 128 --steps 300
     python3 benchmarks/io_overhead.py --compression gzip none
     python3 benchmarks/io_overhead.py --write-speed 64 128   # MB/s and size of one snapshot
@@ -22,8 +22,7 @@ than a run with a tumour and vessels gets) written by RunWriter per compression,
 raw megabytes per second (the best of three, write and flush) and the size on disk
 over the raw size.
 
-`--backend`: any name the backend registry accepts; `numpy` is the NumPy backend, which
-the registry calls `cpu` while it has no backend of that name.
+`--backend`: any name the backend registry accepts (cpu: compiled, numpy: the reference, gpu).
 """
 
 from __future__ import annotations
@@ -46,14 +45,6 @@ def machine() -> str:
         return f"{name.group(1).strip() if name else platform.processor()}, {text.count('processor')} cores"
     except OSError:
         return platform.processor() or platform.machine()
-
-
-def registry_name(name: str) -> str:
-    from solver.backends.registry import BACKEND_NAMES
-
-    if name == "numpy" and name not in BACKEND_NAMES:
-        return "cpu"
-    return name
 
 
 def time_stepping() -> list[float]:
@@ -113,7 +104,7 @@ def write_speed(n: int, compressions: list[str], backend: str, folder: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="numpy", help="a backend name (default: numpy)")
+    parser.add_argument("--backend", default="cpu", help="a backend name (default: cpu, the compiled one)")
     parser.add_argument("--n", type=int, default=64, help="cells along each axis (default 64)")
     parser.add_argument("--steps", type=int, default=200, help="steps of the run (default 200)")
     parser.add_argument("--snapshot-every", type=int, default=50, help="steps between snapshots (default 50)")
@@ -128,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from solver.bench.report import BenchmarkReport
     from solver.errors import TumorsimError
 
-    backend = registry_name(args.backend)
+    backend = args.backend
     if args.write_speed:
         print(f"machine: {machine()}; backend {args.backend}")
         with tempfile.TemporaryDirectory(prefix="tumorsim-io-", dir=args.out) as tmp:
