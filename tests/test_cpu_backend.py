@@ -157,3 +157,19 @@ def test_auto_backend_variable_and_a_missing_numba(monkeypatch) -> None:
     assert proc.returncode != 0 and "backend cpu: numba does not import" in proc.stderr
     proc = _backend_in_subprocess("auto", env, hide)
     assert proc.returncode == 0 and proc.stdout.split()[-1] == "numpy"
+
+
+def test_small_grids_run_on_one_thread_and_the_pool_is_restored() -> None:
+    """Below PARALLEL_MIN_CELLS a kernel runs serially: a parallel region waiting for a thread
+    the OS gave to another process costs a time slice per launch (measured: two 8^3 runs of
+    the untreated arm side by side on 2 cores, 52.7 s each with two threads, 4.2 s with one)."""
+    import numba
+
+    from solver.backends.numba_backend import PARALLEL_MIN_CELLS, threads_for
+
+    before = numba.get_num_threads()
+    with threads_for(PARALLEL_MIN_CELLS - 1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with threads_for(PARALLEL_MIN_CELLS):
+        assert numba.get_num_threads() == before

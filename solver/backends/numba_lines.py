@@ -165,6 +165,13 @@ class NumbaImplicitSolver:
 
     def solve(self, field: np.ndarray, axes: tuple[int, ...], crank_nicolson: bool = False,
               signal: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
+        from solver.backends.numba_backend import threads_for
+
+        with threads_for(field.size):
+            self._solve(field, axes, crank_nicolson, signal, scale)
+
+    def _solve(self, field: np.ndarray, axes: tuple[int, ...], crank_nicolson: bool,
+               signal: np.ndarray | None, scale: np.ndarray | None) -> None:
         work = np.array(field, dtype=np.float64)  # a copy: solved in place axis by axis
         sig = None if signal is None else np.asarray(signal, dtype=np.float64)
         sc = None if scale is None else np.asarray(scale, dtype=np.float64)

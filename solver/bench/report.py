@@ -207,7 +207,7 @@ class BenchmarkReport:
 STEP_TABLE_NOTE = (
     "Effective bandwidth counts only (2 S + M) x itemsize bytes per cell (each species read once and "
     "written once, static maps read once). `x solver`: this time over the solver's own step on the same "
-    "device (the fused kernel on the GPU, the NumPy fallback on the CPU). `rel diff`: largest difference "
+    "device (the fused kernel on the GPU, the NumPy reference on the CPU). `rel diff`: largest difference "
     "from the solver's step on the same input, relative to each species' largest value."
 )
 STEP_TABLE_HEADER = (
