@@ -165,7 +165,7 @@ def test_small_grids_run_on_one_thread_and_the_pool_is_restored() -> None:
     the untreated arm side by side on 2 cores, 52.7 s each with two threads, 4.2 s with one)."""
     import numba
 
-    from solver.backends.numba_backend import PARALLEL_MIN_CELLS, threads_for
+    from solver.backends.numba_lines import PARALLEL_MIN_CELLS, threads_for
 
     before = numba.get_num_threads()
     with threads_for(PARALLEL_MIN_CELLS - 1):

@@ -5,7 +5,6 @@ Public API:
     NumbaBackend                  `backend: cpu`
     NumbaExplicitStepper(model, grid, dtype, ...)   the ExplicitStepper of solver/backends/base.py
     kernel_module(source) -> module                 compile (or load from the disk cache)
-    threads_for(cells)                              one thread on small grids (PARALLEL_MIN_CELLS)
     cache_dir() -> Path
 
 The kernels are written once per model structure (cpu_codegen: the numbers are run-time
@@ -13,7 +12,7 @@ constants), into `cache_dir()/kernels/tumorsim_<sha256 of the source>.py`, and c
 with numba's `cache=True`, which keeps the machine code beside that file: the second run
 of a model (in this process, another process, or a later session) loads it instead of
 compiling. Threads: numba's pool, NUMBA_NUM_THREADS (default: every core); grids below
-PARALLEL_MIN_CELLS run on one thread (threads_for).
+numba_lines.PARALLEL_MIN_CELLS run on one thread (numba_lines.threads_for).
 
 The implicit line solves (IMEX) are solver/backends/numba_lines.py: the reference's algebra
 (solver/backends/lines.py), compiled, parallel over lines.
@@ -46,33 +45,6 @@ from solver.model import Model, Species
 log = logging.getLogger(__name__)
 _MODULES: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
-# Below this many cells a kernel runs on one thread: the work of a step is then well under
-# a millisecond, and a parallel region that has to wait for a thread the OS gave to
-# another process (test workers, study members, a busy laptop) costs a time slice per
-# launch, hundreds of times the work. Measured here (2 cores): de Pillis 32^3 is 1.0 ms on
-# one thread, 0.8 ms on two, so below 32^3 a second thread gains little even when free.
-PARALLEL_MIN_CELLS = 32**3
-
-
-class threads_for:
-    """Context manager: numba's threads for a kernel over `cells` cells (one below
-    PARALLEL_MIN_CELLS, else numba's default), restored on exit. Thread-local in numba."""
-
-    def __init__(self, cells: int) -> None:
-        self.serial = cells < PARALLEL_MIN_CELLS
-
-    def __enter__(self) -> None:
-        if self.serial:
-            import numba
-
-            self.before = numba.get_num_threads()
-            numba.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.serial:
-            import numba
-
-            numba.set_num_threads(self.before)
 
 
 def cache_dir() -> Path:
@@ -139,6 +111,11 @@ class NumbaExplicitStepper:
                                    frozenset(implicit_chemotaxis), self.report_sinks)
         self.source = source.text
         self.module = kernel_module(source.text)
+        from solver.backends.numba_lines import (
+            threads_for,  # imports numba: only once it is known to
+        )
+
+        self.threads = threads_for(grid.size)
         self.constants = source.constants(self.dtype)
         self.centres = [np.ascontiguousarray(grid.centres(a, self.dtype).ravel()) for a in range(3)]
         self._none = np.zeros((1, 1, 1, 1), dtype=self.dtype)  # for an output no species writes
@@ -174,7 +151,7 @@ class NumbaExplicitStepper:
         """u_new = u + dt F(u, t) (u + dt F / (1 + dt lambda) with a sink); `sinks`: where to
         write lambda of the species in `report_sinks`."""
         cast = self.dtype.type
-        with np.errstate(all="ignore"), threads_for(self.grid.size):
+        with np.errstate(all="ignore"), self.threads:
             self.module.explicit_step(self._checked("u", u), self._checked("u_new", u_new), self._maps(maps),
                                       self._optional("sinks", sinks), cast(t), cast(dt), self._systemic(systemic),
                                       self.constants, *self.centres)
@@ -183,7 +160,7 @@ class NumbaExplicitStepper:
               diffusion: np.ndarray | None = None) -> None:
         """rate = F(u, t), sink = lambda(u, t); `diffusion`: D lap u of the species in report_sinks."""
         cast = self.dtype.type
-        with np.errstate(all="ignore"), threads_for(self.grid.size):
+        with np.errstate(all="ignore"), self.threads:
             self.module.explicit_rates(self._checked("u", u), self._checked("rate", rate), self._checked("sink", sink),
                                        self._maps(maps), self._optional("diffusion", diffusion), cast(t),
                                        self._systemic(systemic), self.constants, *self.centres)

@@ -3,6 +3,7 @@ sweeps, the grid's lines spread over threads.
 
 Public API:
     NumbaImplicitSolver(lines, with_signal)   ImplicitSolver of solver/backends/base.py
+    threads_for(cells), PARALLEL_MIN_CELLS     one thread on small grids (every compiled kernel)
 
 Same algebra and the same float64 operations, in the same order, as the NumPy reference
 (lines.py: ImplicitDiffusion1D.solve / solve_scaled, ImplicitTransport1D.solve), so the two
@@ -23,6 +24,34 @@ from numba import njit, prange
 from solver.backends.lines import ImplicitDiffusion1D, ImplicitTransport1D
 
 _JIT = {"parallel": True, "cache": True, "nogil": True, "error_model": "numpy"}
+
+# Below this many cells a kernel runs on one thread: the work of a step is then well under
+# a millisecond, and a parallel region that has to wait for a thread the OS gave to
+# another process (test workers, study members, a busy laptop) costs a time slice per
+# launch, hundreds of times the work. Measured here (2 cores): de Pillis 32^3 is 1.0 ms on
+# one thread, 0.8 ms on two, so below 32^3 a second thread gains little even when free.
+PARALLEL_MIN_CELLS = 32**3
+
+
+class threads_for:
+    """Context manager: numba's threads for a kernel over `cells` cells (one below
+    PARALLEL_MIN_CELLS, else numba's default), restored on exit. Thread-local in numba."""
+
+    def __init__(self, cells: int) -> None:
+        self.serial = cells < PARALLEL_MIN_CELLS
+
+    def __enter__(self) -> None:
+        if self.serial:
+            import numba
+
+            self.before = numba.get_num_threads()
+            numba.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.serial:
+            import numba
+
+            numba.set_num_threads(self.before)
 
 
 @njit(**_JIT)
@@ -165,8 +194,6 @@ class NumbaImplicitSolver:
 
     def solve(self, field: np.ndarray, axes: tuple[int, ...], crank_nicolson: bool = False,
               signal: np.ndarray | None = None, scale: np.ndarray | None = None) -> None:
-        from solver.backends.numba_backend import threads_for
-
         with threads_for(field.size):
             self._solve(field, axes, crank_nicolson, signal, scale)
 
