@@ -320,6 +320,25 @@ def reaction_terms(model: Model, implicit_sinks: bool, name) -> ReactionTerms:
     return ReactionTerms(used, tuple((sym, expand(e)) for sym, e in temps), tuple(reduced[:n]), tuple(reduced[n:]))
 
 
+def _refs(node: object) -> list[str]:
+    if isinstance(node, Ref):
+        return [node.name]
+    return [name for child in vars(node).values() if not isinstance(child, (int, float, str, GhostRule))
+            for name in _refs(child)] if hasattr(node, "__dataclass_fields__") else []
+
+
+def _last_uses(transport: SpeciesTransport) -> dict[int, list[str]]:
+    """Statement index -> the names whose last use it is."""
+    last: dict[str, int] = {}
+    for n, (_, expr) in enumerate(transport.statements):
+        for name in _refs(expr):
+            last[name] = n
+    out: dict[int, list[str]] = {}
+    for name, n in last.items():
+        out.setdefault(n, []).append(name)
+    return out
+
+
 class ArrayEvaluator:
     """Evaluates the transport stencil on whole arrays of an array module `xp` (NumPy for
     the reference backend, CuPy or jax for the benchmark's peers): the same nodes, the
@@ -340,9 +359,17 @@ class ArrayEvaluator:
         self.in_place = xp is np
 
     def run(self, transport: SpeciesTransport, values: dict) -> dict:
-        """Evaluate one species' statements into `values` (name -> array); returns it."""
-        for name, expr in transport.statements:
+        """Evaluate one species' statements into `values` (name -> array); returns it, with
+        each intermediate dropped after its last use (only the diffusion term and the total
+        are kept): grid-sized temporaries freed as soon as they can be are reused by the
+        allocator, as a hand-written expression's would be."""
+        keep = {transport.total, transport.diffusion}
+        last = _last_uses(transport)
+        for n, (name, expr) in enumerate(transport.statements):
             values[name] = self.eval(expr, values)
+            for done in last.get(n, ()):
+                if done not in keep:
+                    del values[done]
         return values
 
     def eval(self, node: object, values: dict):
