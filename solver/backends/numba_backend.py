@@ -187,7 +187,7 @@ class NumbaBackend(Backend):
             raise BackendError(f"backend cpu: {why}; install it (pip install numba) or use backend: numpy")
         import numba
 
-        super().__init__(device=f"CPU: {cpu_name()}, {numba.config.NUMBA_NUM_THREADS} threads (numba)")
+        super().__init__(device=f"CPU: {cpu_name()}, {numba.config.NUMBA_NUM_THREADS} threads")
 
     def make_explicit_stepper(
         self, model: Model, grid: Grid, dtype: np.dtype, implicit_sinks: bool = False,
