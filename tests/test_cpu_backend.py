@@ -4,8 +4,11 @@
 The kernels print the same stencil and reaction terms as the reference evaluates
 (solver/backends/stencil.py), in the same order of operations, so the two agree to a few
 ulps: the libm of numba (exp, pow) and NumPy's own vectorised exp may round differently.
-Tolerances are those of the GPU parity tests (test_gpu_parity.TOLERANCE): relative to each
-field's largest value, 2e-6 in float32 (measured: 0.5 ulp, 6e-8) and 1e-13 in float64.
+Measured, relative to each field's largest value: at most 0.62 eps per step over five steps
+in float32 (0 in float64), the rates 0.44 eps, whole float64 runs 3 eps (IMEX order 2).
+The tolerances are 4 eps per step (a term's libm rounding of 1-2 ulp, on another
+platform's libm, carried by a few steps) and 32 eps for whole runs (a few hundred
+operations deep, each rounding once).
 Compiling costs about 2 s per kernel here, so the cases are chosen to cover every boundary
 kind, chemotaxis, both reaction treatments, both precisions, order 1 and 2, and IMEX with
 few distinct kernels.
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_gpu_parity import BOUNDARIES, TOLERANCE, parity_config
+from test_gpu_parity import BOUNDARIES, parity_config
 
 from solver.backends.registry import AUTO_BACKEND_ENV, get_backend
 from solver.errors import ConfigError
@@ -30,6 +33,8 @@ from solver.run import Simulation
 pytest.importorskip("numba", reason="the compiled CPU backend needs numba")
 
 REPO = Path(__file__).resolve().parents[1]
+STEP_EPS = 4  # per-step tolerance in eps of the precision, of each field's largest value
+RUN_EPS = 32  # whole float64 runs
 
 
 def worst_relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -54,7 +59,7 @@ def test_compiled_step_and_rates_match_numpy(tmp_path, kind, dtype, reactions) -
     assert type(compiled.integrator.stepper).__name__ == "NumbaExplicitStepper"
     u = reference.fields.u.copy()
     maps = reference.fields.maps
-    dt, tol = sim.plan.dt, TOLERANCE[dtype]
+    dt, tol = sim.plan.dt, STEP_EPS * np.finfo(dtype).eps
     a, b = u.copy(), u.copy()
     out_a, out_b = np.empty_like(u), np.full_like(u, np.nan)  # poisoned: every cell must be written
     for n in range(5):
@@ -80,7 +85,7 @@ def test_compiled_backend_runs_the_integrators_as_the_reference(tmp_path, integr
     a = sim.evolve(0.2, get_backend("numpy"))
     b = sim.evolve(0.2, get_backend("cpu"))
     assert a.shape == b.shape and np.isfinite(b).all()
-    assert (worst_relative(a, b) <= 1e-12).all()
+    assert (worst_relative(a, b) <= RUN_EPS * np.finfo(np.float64).eps).all()
 
 
 def test_wrong_arrays_are_refused_before_the_unchecked_loops_see_them(tmp_path) -> None:
