@@ -164,17 +164,6 @@ class CpuKernelSource:
         return np.array(self.values, dtype=np.float64).astype(dtype)
 
 
-def _local(symbol: sp.Symbol, model: Model) -> str:
-    name = str(symbol)
-    if name in model.names:
-        return f"c_{name}"
-    if name in model.map_names:
-        return f"m_{name}"
-    if name in model.systemic_names:
-        return f"s_{name}"
-    return {"t": "t", "x": "xc", "y": "yc", "z": "zc"}[name]
-
-
 def cpu_kernel_source(
     model: Model, grid: Grid, implicit_sinks: bool = False, implicit_diffusion: frozenset[int] = frozenset(),
     implicit_chemotaxis: frozenset[int] = frozenset(), report_sinks: frozenset[int] = frozenset(),
@@ -187,7 +176,7 @@ def cpu_kernel_source(
     pr = _NumbaPrinter(constants)
     stencil = _NumbaStencil(model, grid, constants)
     program = transport_program(model, grid, implicit_diffusion, implicit_chemotaxis, by_value=False)
-    terms = reaction_terms(model, implicit_sinks, lambda sym: _local(sym, model))
+    terms = reaction_terms(model, implicit_sinks)
     temps, rates_exprs, sink_exprs = with_power_ratios(terms)
 
     cell: list[str] = []  # the body of the innermost loop, shared by both kernels up to the writes

@@ -45,6 +45,7 @@ from solver.backends.stencil import (
     Ref,
     StencilPrinter,
     Upwind,
+    local_name,
     reaction_terms,
     transport_program,
     with_power_ratios,
@@ -111,17 +112,6 @@ def kernel_template(name: str) -> str:
 
 def _kernels_dir() -> Path:
     return data_dir("kernels")
-
-
-def _c_name(symbol: sp.Symbol, model: Model) -> str:
-    name = str(symbol)
-    if name in model.names:
-        return f"c_{name}"
-    if name in model.map_names:
-        return f"m_{name}"
-    if name in model.systemic_names:
-        return f"s_{name}"
-    return {"t": "t", "x": "xc", "y": "yc", "z": "zc"}[name]
 
 
 def _literal(printer: _RealPrinter, value: float) -> str:
@@ -299,11 +289,11 @@ def model_update_source(
         lines.append(f"    const real c_{name} = u[{s} * N_CELLS + idx];")
     for m, name in enumerate(model.map_names):
         lines.append(f"    const real m_{name} = maps[{m} * N_CELLS + idx];")
-    terms = reaction_terms(model, implicit_sinks, lambda sym: _c_name(sym, model))
+    terms = reaction_terms(model, implicit_sinks)
     used = terms.used
     for a, coord in enumerate(COORDS):
         if coord in used:
-            lines.append(f"    const real {_c_name(coord, model)} = ((real){_INDEX[a]} + {_literal(pr, 0.5)}) * H{AXES[a].upper()};")
+            lines.append(f"    const real {local_name(coord, model)} = ((real){_INDEX[a]} + {_literal(pr, 0.5)}) * H{AXES[a].upper()};")
     program = transport_program(model, grid, implicit_diffusion, implicit_chemotaxis)
     stencil = _CudaStencil(model, pr, grid)
     for s, axis, side, rule in program.neighbours:

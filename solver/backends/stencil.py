@@ -5,7 +5,8 @@ Public API:
     GhostRule, ghost_rule(face, diffusion, h)     the value outside a face (FaceBC's affine rule)
     Expression nodes: Num, Centre, Neighbour, InvH, Coefficient, Bin, Neg, Upwind, OffFace, Ref
     StencilPrinter                                 base of the per-target printers
-    reaction_terms(model, implicit_sinks, name) -> ReactionTerms   R_i and lambda_i, CSE shared
+    reaction_terms(model, implicit_sinks) -> ReactionTerms   R_i and lambda_i, CSE shared
+    local_name(symbol, model) -> str               what every printer calls a model symbol
     with_power_ratios(terms) -> (temps, rates, sinks)  a**e * b**-e as one PowRatio(a, b, e)
     ArrayEvaluator                                 the stencil on whole arrays (NumPy reference)
 
@@ -302,9 +303,22 @@ class ReactionTerms:
     sinks: tuple[object, ...]
 
 
-def reaction_terms(model: Model, implicit_sinks: bool, name) -> ReactionTerms:
+def local_name(symbol, model: Model) -> str:
+    """The local variable every printer gives a model symbol: c_<species>, m_<map>,
+    s_<systemic scalar>, t, and xc, yc, zc for the cell centre."""
+    name = str(symbol)
+    if name in model.names:
+        return f"c_{name}"
+    if name in model.map_names:
+        return f"m_{name}"
+    if name in model.systemic_names:
+        return f"s_{name}"
+    return {"t": "t", "x": "xc", "y": "yc", "z": "zc"}[name]
+
+
+def reaction_terms(model: Model, implicit_sinks: bool) -> ReactionTerms:
     """R_i (and lambda_i with implicit_sinks: Model.loss_rates) of every species, with the
-    model's symbols renamed by `name(symbol) -> str` and integer powers up to 4 written as
+    model's symbols renamed to their local_name and integer powers up to 4 written as
     products, whatever the base (no pow call in the hot loop: (1 + x)**2 -> (1 + x)*(1 + x),
     after cse, which would undo it)."""
     from sympy.codegen.rewriting import create_expand_pow_optimization
@@ -312,7 +326,7 @@ def reaction_terms(model: Model, implicit_sinks: bool, name) -> ReactionTerms:
     expand = create_expand_pow_optimization(4, base_req=lambda base: True)
     sinks = model.loss_rates() if implicit_sinks else [sp.Integer(0)] * len(model.species)
     used = frozenset().union(*(e.free_symbols for e in [*(s.reaction for s in model.species), *sinks]))
-    subs = {sym: sp.Symbol(name(sym), real=True) for sym in used}
+    subs = {sym: sp.Symbol(local_name(sym, model), real=True) for sym in used}
     exprs = [s.reaction.xreplace(subs) for s in model.species] + [e.xreplace(subs) for e in sinks]
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("tmp_"), optimizations="basic")
     reduced = [expand(r) for r in reduced]
